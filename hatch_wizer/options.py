@@ -1,0 +1,75 @@
+"""The options of one wizening: a frozen value shared by the library, the CLI and the hooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["DEFAULT_INIT_FUNC", "LEGACY_INIT_FUNC", "Features", "Preload", "Preopen", "WizenOptions"]
+
+DEFAULT_INIT_FUNC = "wizer-initialize"
+LEGACY_INIT_FUNC = "wizer.initialize"
+
+
+@dataclass(frozen=True)
+class Preopen:
+    """A host directory made visible to WASI during init under `guest`."""
+
+    guest: str
+    host: Path
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class Preload:
+    """A helper module instantiated first; its exports satisfy imports from module `name`."""
+
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Features:
+    """Wasm proposals enabled while validating and running init (all on by default)."""
+
+    simd: bool = True
+    relaxed_simd: bool = True
+    bulk_memory: bool = True
+    reference_types: bool = True
+    multi_memory: bool = True
+    multi_value: bool = True
+    memory64: bool = True
+    threads: bool = True
+    tail_call: bool = True
+    exceptions: bool = True
+    gc: bool = True
+    function_references: bool = True
+    wide_arithmetic: bool = True
+    custom_page_sizes: bool = False
+
+
+@dataclass(frozen=True)
+class WizenOptions:
+    """Everything that decides the output bytes of `wizen()`.
+
+    `renames` holds `(dst, src)` pairs: export `src` is renamed to `dst`, replacing any
+    previous `dst` export (Wizer's `-r dst=src`).
+    """
+
+    init_func: str = DEFAULT_INIT_FUNC
+    renames: tuple[tuple[str, str], ...] = ()
+    keep_init_func: bool = False
+    allow_wasi: bool = False
+    inherit_stdio: bool = True
+    inherit_env: bool = False
+    env: tuple[tuple[str, str], ...] = ()
+    preopens: tuple[Preopen, ...] = ()
+    preloads: tuple[Preload, ...] = ()
+    features: Features = field(default_factory=Features)
+    # Data segments the output may hold in all (the engines' limit is 100,000).
+    max_data_segments: int = 100_000
+    # Seconds init may run before it is interrupted; None means no limit.
+    init_timeout: float | None = 600.0
+    reproducible: bool = False
+    # Use wasmtime's on-disk compilation cache (a per-user cache directory).
+    cache: bool = True
