@@ -1,0 +1,63 @@
+"""Re-emit a parsed module with some sections replaced, dropped or added, the rest copied raw."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .binary import read_uleb, section, uleb
+from .parse import SECTION_ORDER, Module, SectionId
+
+__all__ = ["assemble", "extend_vector"]
+
+
+def assemble(module: Module, new: Mapping[SectionId, bytes | None]) -> bytes:
+    """The module with each section in `new` set to that payload (None drops it).
+
+    A new section the module lacks goes right after the last section that must precede it, so
+    custom sections that followed that one (e.g. `name`) stay after it.
+    """
+    wasm = module.wasm
+    present = {s.id for s in module.sections}
+    missing = sorted(
+        (sid for sid, payload in new.items() if payload is not None and sid not in present),
+        key=SECTION_ORDER.index,
+    )
+    out = [wasm[:8]]
+
+    def emit_missing_before(rank: int) -> None:
+        while missing and SECTION_ORDER.index(missing[0]) < rank:
+            sid = missing.pop(0)
+            out.append(section(sid, new[sid] or b""))
+
+    for sec in module.sections:
+        if sec.id != SectionId.CUSTOM:
+            emit_missing_before(SECTION_ORDER.index(sec.id))
+        if sec.id != SectionId.CUSTOM and sec.id in new:
+            payload = new[SectionId(sec.id)]
+            if payload is not None:
+                out.append(section(sec.id, payload))
+        else:
+            out.append(wasm[sec.start : sec.end])
+        if sec.id != SectionId.CUSTOM:
+            # Sections that sort right after this one go before any trailing custom section.
+            emit_missing_before(SECTION_ORDER.index(sec.id) + 1 + _gap_after(sec.id, present))
+    emit_missing_before(len(SECTION_ORDER))
+    return b"".join(out)
+
+
+def _gap_after(section_id: int, present: set[int]) -> int:
+    """How many ranks after `section_id` hold no section of the module (so new ones fit there)."""
+    rank = SECTION_ORDER.index(section_id) + 1
+    gap = 0
+    while rank + gap < len(SECTION_ORDER) and SECTION_ORDER[rank + gap] not in present:
+        gap += 1
+    return gap
+
+
+def extend_vector(module: Module, section_id: SectionId, items: list[bytes]) -> bytes:
+    """The payload of a vector section with `items` appended to its raw entries."""
+    sec = module.section(section_id)
+    if sec is None:
+        return uleb(len(items)) + b"".join(items)
+    count, pos = read_uleb(module.wasm, sec.payload_start)
+    return uleb(count + len(items)) + module.wasm[pos : sec.end] + b"".join(items)

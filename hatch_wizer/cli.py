@@ -1,0 +1,263 @@
+"""The `hatch-wizer` command: Wizer's flags, for Makefiles and shells."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import NoReturn
+
+from . import __version__
+from .errors import InvalidModule, UsageError, WizerError
+from .options import DEFAULT_INIT_FUNC, Features, Preload, Preopen, WizenOptions
+
+__all__ = ["entrypoint", "load_module_source", "main", "write_atomically"]
+
+PROG = "hatch-wizer"
+BOOL_FLAGS = ("--keep-init-func", "--inherit-stdio", "--inherit-env") + tuple(
+    "--wasm-" + f.name.replace("_", "-") for f in fields(Features)
+)
+EPILOG = """\
+exit status: 0 success, 1 the module could not be wizened, 2 bad usage, 130 interrupted.
+`hatch-wizer build --help` wizens the modules listed in pyproject.toml's [tool.wizer]."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "yes", "1", "on"):
+        return True
+    if lowered in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not `{text}`")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=PROG,
+        description="Pre-initialize a WebAssembly module: run its init function and write the "
+        "resulting state into a new module.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", nargs="?", default="-", help="module (.wasm or .wat); stdin if omitted or -")
+    p.add_argument("-o", "--output", default="-", help="output file; stdout if omitted or -")
+    p.add_argument("-f", "--init-func", default=DEFAULT_INIT_FUNC, metavar="NAME",
+                   help=f"the init export (default `{DEFAULT_INIT_FUNC}`)")
+    p.add_argument("-r", "--rename-func", "--func-rename", action="append", default=[],
+                   metavar="DST=SRC", help="export SRC as DST, replacing any DST export")
+    p.add_argument("--keep-init-func", type=_bool, default=False, metavar="BOOL",
+                   help="keep the init export in the output")
+    p.add_argument("--allow-wasi", action="store_true", help="link WASI preview 1 during init")
+    p.add_argument("--inherit-stdio", type=_bool, default=True, metavar="BOOL",
+                   help="give init this process's stdin/stdout/stderr (default true)")
+    p.add_argument("--inherit-env", type=_bool, default=False, metavar="BOOL",
+                   help="give init this process's environment (default false)")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="set an environment variable for init")
+    p.add_argument("--dir", action="append", default=[], metavar="DIR",
+                   help="preopen DIR (read-only) under the same name")
+    p.add_argument("--mapdir", action="append", default=[], metavar="GUEST::HOST",
+                   help="preopen host dir HOST (read-only) as GUEST")
+    p.add_argument("--dir-rw", action="append", default=[], metavar="DIR", help="like --dir, writable")
+    p.add_argument("--mapdir-rw", action="append", default=[], metavar="GUEST::HOST",
+                   help="like --mapdir, writable")
+    p.add_argument("--preload", action="append", default=[], metavar="NAME=FILE",
+                   help="instantiate FILE (.wasm or .wat) first; its exports satisfy imports from NAME")
+    for f in fields(Features):
+        p.add_argument("--wasm-" + f.name.replace("_", "-"), dest="feature_" + f.name, type=_bool,
+                       default=f.default, metavar="BOOL", help=argparse.SUPPRESS)
+    p.add_argument("--init-timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="stop init after this long (default 600; 0 for no limit)")
+    p.add_argument("--max-data-segments", type=int, default=100_000, metavar="N",
+                   help="data segments the output may hold in all (default 100000)")
+    p.add_argument("--no-cache", dest="cache", action="store_false",
+                   help="do not use wasmtime's compilation cache")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    return p
+
+
+def _normalize_bool_flags(argv: Sequence[str]) -> list[str]:
+    """Accept Wizer's `--flag`, `--flag=BOOL` and `--flag BOOL` spellings of boolean flags."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in BOOL_FLAGS:
+            following = argv[i + 1].lower() if i + 1 < len(argv) else ""
+            if following in ("true", "false"):
+                out.append(f"{arg}={following}")
+                i += 2
+                continue
+            out.append(f"{arg}=true")
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
+def _pair(text: str, sep: str, flag: str, form: str) -> tuple[str, str]:
+    left, found, right = text.partition(sep)
+    if not found or not left or not right or (sep == "::" and "::" in right):
+        raise UsageError(f"{flag} `{text}` must have the form {form}")
+    return left, right
+
+
+def options_from_args(args: argparse.Namespace) -> WizenOptions:
+    renames = tuple(_pair(r, "=", "--rename-func", "DST=SRC") for r in args.rename_func)
+    preopens = [Preopen(d, Path(d)) for d in args.dir]
+    preopens += [Preopen(d, Path(d), writable=True) for d in args.dir_rw]
+    for spec, writable in [(m, False) for m in args.mapdir] + [(m, True) for m in args.mapdir_rw]:
+        guest, host = _pair(spec, "::", "--mapdir", "GUEST::HOST")
+        preopens.append(Preopen(guest, Path(host), writable))
+    preloads = []
+    for spec in args.preload:
+        name, path = _pair(spec, "=", "--preload", "NAME=FILE")
+        preloads.append(Preload(name, Path(path)))
+    env = tuple(_pair(e, "=", "--env", "NAME=VALUE") for e in args.env)
+    features = Features(**{f.name: getattr(args, "feature_" + f.name) for f in fields(Features)})
+    return WizenOptions(
+        init_func=args.init_func,
+        renames=renames,
+        keep_init_func=args.keep_init_func,
+        allow_wasi=args.allow_wasi,
+        inherit_stdio=args.inherit_stdio,
+        inherit_env=args.inherit_env,
+        env=env,
+        preopens=tuple(preopens),
+        preloads=tuple(preloads),
+        features=features,
+        max_data_segments=args.max_data_segments,
+        init_timeout=args.init_timeout or None,
+        cache=args.cache,
+    )
+
+
+def load_module_source(data: bytes) -> bytes:
+    """Binary modules as they are; anything else is compiled as WAT text."""
+    if data[:4] == b"\0asm":
+        return data
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidModule("not a WebAssembly module (no \\0asm header) and not WAT text") from None
+    if not text.lstrip().startswith(("(", ";;")):
+        raise InvalidModule("not a WebAssembly module (no \\0asm header) and not WAT text")
+    import wasmtime
+
+    try:
+        return bytes(wasmtime.wat2wasm(text))
+    except wasmtime.WasmtimeError as e:
+        first = str(e).strip().splitlines()
+        raise InvalidModule(f"invalid WAT: {' '.join(line.strip() for line in first[:2])}") from None
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temp file in the same directory, then rename it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[int]:
+    """While the module goes to stdout, send anything else written there (guest output) to
+    stderr; yields a descriptor of the real stdout."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield saved
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
+
+
+def run(argv: Sequence[str]) -> int:
+    from .core import wizen
+
+    args = _parser().parse_args(_normalize_bool_flags(argv))
+    options = options_from_args(args)
+    name = "stdin" if args.input == "-" else args.input
+
+    def report(line: str) -> None:
+        if not args.quiet:
+            print(f"{PROG}: {name}: {line}", file=sys.stderr, flush=True)
+
+    try:
+        if args.input == "-":
+            if sys.stdin.isatty():
+                raise UsageError("no input: give a module file, or pipe one into stdin")
+            data = sys.stdin.buffer.read()
+        else:
+            data = Path(args.input).read_bytes()
+    except OSError as e:
+        raise WizerError(f"cannot read {name}: {e.strerror}") from None
+    started = time.perf_counter()
+    try:
+        wasm = load_module_source(data)
+        if args.output == "-":
+            with _stdout_to_stderr() as stdout:
+                out = wizen(wasm, options, report=report)
+                with open(stdout, "wb", closefd=False) as f:
+                    f.write(out)
+        else:
+            out = wizen(wasm, options, report=report)
+            write_atomically(Path(args.output), out)
+    except WizerError as e:
+        raise type(e)(f"{name}: {e}") from None
+    except OSError as e:
+        raise WizerError(f"cannot write {args.output}: {e.strerror}") from None
+    elapsed = time.perf_counter() - started
+    report(f"{_size(len(data))} -> {_size(len(out))} in {elapsed:.2f} s")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["build"]:
+            from .project import main_build
+
+            return main_build(argv[1:])
+        return run(argv)
+    except UsageError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except WizerError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def entrypoint() -> NoReturn:
+    raise SystemExit(main())

@@ -1,0 +1,368 @@
+"""The one loader of `[tool.wizer]`: pyproject.toml in, validated per-module `WizenOptions` out.
+
+The hatch hook, the setuptools plugin and `hatch-wizer build` all call `load_config()` and
+`find_modules()`; nothing else reads the table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from .errors import ConfigError
+from .options import Features, Preload, Preopen, WizenOptions
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "HATCH_RESERVED_KEYS",
+    "ModuleFile",
+    "ModuleSpec",
+    "WizerConfig",
+    "find_modules",
+    "load_config",
+    "matches",
+    "read_pyproject",
+]
+
+# Keys hatchling reads from every hook table itself; they are never wizening options.
+HATCH_RESERVED_KEYS: Final = frozenset(
+    {
+        "dependencies",
+        "enable-by-default",
+        "require-runtime-dependencies",
+        "require-runtime-features",
+    }
+)
+
+# Builds default to deterministic init; the CLI keeps the engine's own default.
+BUILD_DEFAULTS: Final = WizenOptions(reproducible=True)
+
+_FEATURE_KEYS: Final = {
+    "wasm-" + f.name.replace("_", "-"): f.name for f in dataclasses.fields(Features)
+}
+_BOOL_KEYS: Final = {
+    "keep-init-func": "keep_init_func",
+    "allow-wasi": "allow_wasi",
+    "inherit-stdio": "inherit_stdio",
+    "inherit-env": "inherit_env",
+    "reproducible": "reproducible",
+    "cache": "cache",
+}
+_OPTION_KEYS: Final = frozenset(
+    {
+        "init-func",
+        "renames",
+        "env",
+        "preopens",
+        "preload",
+        "max-data-segments",
+        "init-timeout",
+        *_BOOL_KEYS,
+        *_FEATURE_KEYS,
+    }
+)
+_TOP_KEYS: Final = _OPTION_KEYS | {"modules"}
+_MODULE_KEYS: Final = _OPTION_KEYS | {"path"}
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """One entry of `tool.wizer.modules`: a path or glob and the options it is wizened with."""
+
+    pattern: str
+    options: WizenOptions
+    where: str  # TOML path of the entry, for messages
+
+
+@dataclass(frozen=True)
+class WizerConfig:
+    """The validated `[tool.wizer]` of one project."""
+
+    root: Path
+    modules: tuple[ModuleSpec, ...]
+
+
+@dataclass(frozen=True)
+class ModuleFile:
+    """A concrete module to wizen: `name` is the project-relative (or wheel) path it matched."""
+
+    name: str
+    source: Path
+    spec: ModuleSpec
+
+
+def read_pyproject(root: Path) -> dict[str, object]:
+    """Parse `root/pyproject.toml`; a missing or malformed file is a ConfigError."""
+    path = root / "pyproject.toml"
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from e
+
+
+def load_config(
+    pyproject: Mapping[str, object],
+    root: Path,
+    *,
+    overrides: Mapping[str, object] | None = None,
+    overrides_where: str = "tool.hatch.build.hooks.wizer",
+) -> WizerConfig | None:
+    """Validate `[tool.wizer]`, with `overrides` replacing its keys one by one.
+
+    Returns None when the project has no `[tool.wizer]` table and no overrides, so front ends
+    stay inert in projects that don't use them. Relative host paths resolve against `root`.
+    """
+    tool = pyproject.get("tool", {})
+    table = tool.get("wizer") if isinstance(tool, Mapping) else None
+    extra = {k: v for k, v in (overrides or {}).items() if k not in HATCH_RESERVED_KEYS}
+    if table is None and not extra:
+        return None
+    table = _table(table if table is not None else {}, "tool.wizer")
+    _check_keys(table, _TOP_KEYS, "tool.wizer")
+    _check_keys(extra, _TOP_KEYS, overrides_where)
+    wheres = {k: "tool.wizer" for k in table} | {k: overrides_where for k in extra}
+    merged = {**table, **extra}
+    base = _apply(BUILD_DEFAULTS, merged, wheres, root)
+    modules_where = f"{wheres.get('modules', 'tool.wizer')}.modules"
+    entries = _array(merged.get("modules", []), modules_where)
+    specs = tuple(
+        _module_spec(entry, base, f"{modules_where}[{i}]", root) for i, entry in enumerate(entries)
+    )
+    return WizerConfig(root=root, modules=specs)
+
+
+def find_modules(
+    config: WizerConfig,
+    *,
+    generated: Mapping[str, Path] | None = None,
+    exclude: Iterable[Path] = (),
+) -> list[ModuleFile]:
+    """Expand every module pattern to files, sorted; a pattern matching nothing is an error.
+
+    `generated` maps names (wheel paths) of modules that other build steps produced outside
+    the tree to their files; patterns match those names as well as the project's files.
+    Globs skip hidden directories (`.venv`, `.git`) and anything under `exclude`.
+    """
+    found: list[ModuleFile] = []
+    skip = tuple(p.resolve() for p in exclude)
+    for spec in config.modules:
+        hits = _tree_matches(config.root, spec.pattern, skip)
+        hits.update({n: p for n, p in (generated or {}).items() if matches(spec.pattern, n)})
+        if not hits:
+            raise ConfigError(f"{spec.where}.path: no file matches {spec.pattern!r}")
+        found.extend(ModuleFile(n, hits[n], spec) for n in sorted(hits))
+    _check_unique(found)
+    return found
+
+
+def matches(pattern: str, name: str) -> bool:
+    """Glob match on `/`-separated paths: `*` and `?` stay within a segment, `**/` spans any."""
+    return _glob_regex(pattern).fullmatch(name) is not None
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        else:
+            out.append({"*": "[^/]*", "?": "[^/]"}.get(pattern[i], re.escape(pattern[i])))
+            i += 1
+    return re.compile("".join(out))
+
+
+def _tree_matches(root: Path, pattern: str, skip: tuple[Path, ...]) -> dict[str, Path]:
+    if not any(c in pattern for c in "*?"):
+        path = root / pattern
+        return {pattern: path} if path.is_file() else {}
+    hits: dict[str, Path] = {}
+    for path in root.glob(pattern):
+        name = path.relative_to(root).as_posix()
+        hidden = any(part.startswith(".") for part in name.split("/")[:-1])
+        excluded = any(path.resolve().is_relative_to(s) for s in skip)
+        if path.is_file() and not hidden and not excluded and matches(pattern, name):
+            hits[name] = path
+    return hits
+
+
+def _check_unique(found: Iterable[ModuleFile]) -> None:
+    seen: dict[str, str] = {}
+    for m in found:
+        if m.name in seen and seen[m.name] != m.spec.where:
+            raise ConfigError(
+                f"{m.spec.where}.path: {m.name} is also matched by {seen[m.name]}.path"
+            )
+        seen[m.name] = m.spec.where
+
+
+def _module_spec(entry: object, base: WizenOptions, where: str, root: Path) -> ModuleSpec:
+    if isinstance(entry, str):  # shorthand: a bare path
+        entry = {"path": entry}
+    table = _table(entry, where)
+    _check_keys(table, _MODULE_KEYS, where)
+    if "path" not in table:
+        raise ConfigError(f"{where}.path is required")
+    pattern = _string(table["path"], f"{where}.path")
+    if not pattern or pattern.startswith("/") or ".." in pattern.split("/"):
+        raise ConfigError(f"{where}.path must be a relative path inside the project")
+    options = {k: v for k, v in table.items() if k != "path"}
+    return ModuleSpec(pattern, _apply(base, options, dict.fromkeys(options, where), root), where)
+
+
+def _apply(
+    base: WizenOptions, table: Mapping[str, object], wheres: Mapping[str, str], root: Path
+) -> WizenOptions:
+    """Return `base` with every option key of `table` applied (`modules` is skipped)."""
+    changes: dict[str, object] = {}
+    features: dict[str, bool] = {}
+    for key, value in table.items():
+        if key == "modules":
+            continue
+        at = f"{wheres[key]}.{key}"
+        if key in _FEATURE_KEYS:
+            features[_FEATURE_KEYS[key]] = _bool(value, at)
+        elif key in _BOOL_KEYS:
+            changes[_BOOL_KEYS[key]] = _bool(value, at)
+        else:
+            field, converted = _CONVERTERS[key](value, at, root)
+            changes[field] = converted
+    if features:
+        changes["features"] = dataclasses.replace(base.features, **features)
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def _conv_init_func(value: object, at: str, root: Path) -> tuple[str, object]:
+    name = _string(value, at)
+    if not name:
+        raise ConfigError(f"{at} must not be empty")
+    return "init_func", name
+
+
+def _conv_renames(value: object, at: str, root: Path) -> tuple[str, object]:
+    pairs = _string_table(value, at, 'a table of dst = "src" strings')
+    return "renames", tuple(pairs.items())
+
+
+def _conv_env(value: object, at: str, root: Path) -> tuple[str, object]:
+    return "env", tuple(_string_table(value, at, "a table of strings").items())
+
+
+def _conv_preopens(value: object, at: str, root: Path) -> tuple[str, object]:
+    preopens: list[Preopen] = []
+    for guest, spec in _table(value, at).items():
+        where = f"{at}.{_key_repr(guest)}"
+        if not guest.startswith("/"):
+            raise ConfigError(f"{where}: guest path must be absolute (start with '/')")
+        if isinstance(spec, str):
+            preopens.append(Preopen(guest, _host_dir(spec, where, root)))
+            continue
+        table = _table(spec, where, 'a string or a table { path = "...", writable = true }')
+        _check_keys(table, frozenset({"path", "writable"}), where)
+        if "path" not in table:
+            raise ConfigError(f"{where}.path is required")
+        host = _host_dir(_string(table["path"], f"{where}.path"), f"{where}.path", root)
+        writable = _bool(table.get("writable", False), f"{where}.writable")
+        preopens.append(Preopen(guest, host, writable))
+    return "preopens", tuple(preopens)
+
+
+def _conv_preload(value: object, at: str, root: Path) -> tuple[str, object]:
+    table = _string_table(value, at, 'a table of name = "path/to/module.wasm" strings')
+    return "preloads", tuple(Preload(name, root / path) for name, path in table.items())
+
+
+def _conv_max_segments(value: object, at: str, root: Path) -> tuple[str, object]:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{at} must be an integer")
+    if value < 1:
+        raise ConfigError(f"{at} must be at least 1")
+    return "max_data_segments", value
+
+
+def _conv_timeout(value: object, at: str, root: Path) -> tuple[str, object]:
+    if value is False:
+        return "init_timeout", None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{at} must be a positive number of seconds, or false for no limit")
+    return "init_timeout", float(value)
+
+
+_Converter = Callable[[object, str, Path], tuple[str, object]]
+_CONVERTERS: Final[Mapping[str, _Converter]] = {
+    "init-func": _conv_init_func,
+    "renames": _conv_renames,
+    "env": _conv_env,
+    "preopens": _conv_preopens,
+    "preload": _conv_preload,
+    "max-data-segments": _conv_max_segments,
+    "init-timeout": _conv_timeout,
+}
+
+
+def _host_dir(path: str, at: str, root: Path) -> Path:
+    if not path:
+        raise ConfigError(f"{at} must not be empty")
+    return (root / path).resolve()
+
+
+def _check_keys(table: Mapping[str, object], known: frozenset[str], where: str) -> None:
+    for key in table:
+        if key not in known:
+            hint = difflib.get_close_matches(key, sorted(known), n=1)
+            maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(f"{where}.{_key_repr(key)} is not a known option{maybe}")
+
+
+def _key_repr(key: str) -> str:
+    # TOML bare keys print as they are; anything else (like a guest path) is quoted.
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else f'"{key}"'
+
+
+def _table(value: object, at: str, what: str = "a table") -> dict[str, object]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{at} must be {what}")
+    return dict(value)
+
+
+def _array(value: object, at: str) -> list[object]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{at} must be an array of tables")
+    return value
+
+
+def _string(value: object, at: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{at} must be a string")
+    return value
+
+
+def _bool(value: object, at: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{at} must be a boolean")
+    return value
+
+
+def _string_table(value: object, at: str, what: str) -> dict[str, str]:
+    table = _table(value, at, what)
+    for key, item in table.items():
+        if not isinstance(item, str):
+            raise ConfigError(f"{at}.{_key_repr(key)} must be a string")
+    return {k: str(v) for k, v in table.items()}

@@ -1,0 +1,67 @@
+"""The wizening pipeline: validate, instrument, run init on wasmtime, snapshot, rewrite."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from .errors import WizerError
+from .instrument import ModuleContext, instrument, instrument_module
+from .options import WizenOptions
+from .parse import check_header, parse_module
+from .rewrite import rewrite
+from .snapshot import InstanceState, take_snapshot
+
+__all__ = ["Report", "instrument", "snapshot", "wizen"]
+
+Report = Callable[[str], None]
+
+
+def snapshot(context: ModuleContext, state: InstanceState) -> bytes:
+    """The pre-initialized module, from an instance of `instrument()`'s output after init."""
+    return rewrite(context, take_snapshot(context, state))
+
+
+def wizen(wasm: bytes, options: WizenOptions | None = None, *, report: Report | None = None) -> bytes:
+    """Run `wasm`'s initialization and return a module that starts in the resulting state."""
+    from .runtime import Runtime  # the only import of wasmtime
+
+    options = options or WizenOptions()
+    stage = _Stages(report)
+    check_header(wasm)
+    runtime = Runtime(options)
+    with stage("validate"):
+        runtime.validate(bytes(wasm))
+        context, instrumented = instrument_module(parse_module(bytes(wasm)), options)
+    for note in context.notes:
+        stage.say(note)
+    with stage("compile"):
+        compiled = runtime.compile(instrumented)
+    with stage("init"):
+        state = runtime.initialize(context, compiled)
+    with stage("snapshot"):
+        out = snapshot(context, state)
+    with stage("check"):
+        try:
+            runtime.validate(out, "hatch-wizer produced an invalid module (a bug; please report it)")
+        except WizerError as e:
+            raise WizerError(str(e)) from None
+    return out
+
+
+class _Stages:
+    """Reports each stage and its duration to the caller's callback."""
+
+    def __init__(self, report: Report | None) -> None:
+        self.report = report
+
+    def say(self, text: str) -> None:
+        if self.report is not None:
+            self.report(text)
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.say(f"{name}: {time.perf_counter() - start:.2f} s")

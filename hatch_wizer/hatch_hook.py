@@ -1,0 +1,107 @@
+"""The hatchling build hook `wizer`: ship wizened modules in standard wheels.
+
+hatchling imports this module for every build that names any third-party hook, so it must
+stay cheap: the engine (and wasmtime) is imported only when a module is wizened.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hatchling.builders.config import BuilderConfig
+from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+from hatchling.plugin import hookimpl
+
+from .config import WizerConfig, find_modules, load_config, read_pyproject
+from .project import describe, wizen_module
+
+__all__ = ["WizerBuildHook", "hatch_register_build_hook"]
+
+EDITABLE_HINT = (
+    "wizer: editable wheel: modules are not wizened (the package loads them from the source "
+    "tree); run `hatch-wizer build` to wizen them by hand"
+)
+
+
+class WizerBuildHook(BuildHookInterface[BuilderConfig]):
+    """Wizen each `[tool.wizer]` module into a temp dir and map it onto its own wheel path."""
+
+    PLUGIN_NAME = "wizer"
+
+    _tmp: Path | None = None
+
+    def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        if self.target_name != "wheel":
+            return  # the sdist keeps the original modules, as inputs
+        if version == "editable":
+            self.app.display_info(EDITABLE_HINT)
+            return
+        config = self._config()
+        if config is None:
+            self.app.display_warning("wizer: no [tool.wizer] table; nothing to do")
+            return
+        self._tmp = Path(tempfile.mkdtemp(prefix="hatch-wizer-"))
+        # `finalize` is skipped by `--hooks-only` and when a later hook fails.
+        atexit.register(shutil.rmtree, self._tmp, ignore_errors=True)
+        try:
+            self._wizen_all(config, build_data["force_include"], self._tmp)
+        except BaseException:
+            self._cleanup()
+            raise
+        if os.environ.get("HATCH_BUILD_HOOKS_ONLY") in {"1", "true"}:
+            self._cleanup()
+
+    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+        self._cleanup()
+
+    def _config(self) -> WizerConfig | None:
+        root = Path(self.root)
+        return load_config(
+            read_pyproject(root), root, overrides=self.config, overrides_where=self._where()
+        )
+
+    def _where(self) -> str:
+        """TOML path of the table `self.config` came from (a target table wins over global)."""
+        hatch = self.metadata.config.get("tool", {}).get("hatch", {})
+        targets = hatch.get("build", {}).get("targets", {})
+        if self.PLUGIN_NAME in targets.get(self.target_name, {}).get("hooks", {}):
+            return f"tool.hatch.build.targets.{self.target_name}.hooks.{self.PLUGIN_NAME}"
+        return f"tool.hatch.build.hooks.{self.PLUGIN_NAME}"
+
+    def _wizen_all(self, config: WizerConfig, force_include: dict[str, str], tmp: Path) -> None:
+        root = Path(self.root)
+        # Modules that earlier hooks force-included are found under their wheel paths.
+        forced = {dst: Path(root, src) for src, dst in force_include.items()}
+        generated = {dst: src for dst, src in forced.items() if src.is_file()}
+        for module in find_modules(config, generated=generated):
+            in_wheel = module.name in generated
+            dist_path = module.name if in_wheel else self.build_config.get_distribution_path(
+                module.name
+            )
+            self.app.display_waiting(f"wizer: wizening {module.name}")
+            data, result = wizen_module(module, report=self._stage)
+            out = tmp / dist_path
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
+            for src in [s for s, d in force_include.items() if d == dist_path]:
+                del force_include[src]  # replace the earlier hook's mapping, not add a second
+            force_include[str(out)] = dist_path
+            self.app.display_success(describe(result))
+
+    def _stage(self, line: str) -> None:
+        self.app.display_debug(f"wizer: {line}")
+
+    def _cleanup(self) -> None:
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+
+@hookimpl
+def hatch_register_build_hook() -> type[BuildHookInterface[BuilderConfig]]:
+    return WizerBuildHook

@@ -1,0 +1,220 @@
+"""Check a parsed module and instrument it so a runtime can reach all of its state.
+
+Instrumentation only adds: exports of every mutable global, memory and table under reserved
+`__wizer_` names, an export of the start function (whose section is removed, so that tables can
+be read before it runs), and one probe function per passive segment that traps iff the segment
+was dropped. No index of the original module moves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .assemble import assemble, extend_vector
+from .binary import name, sleb, uleb
+from .errors import InitError, UnsupportedModule
+from .options import DEFAULT_INIT_FUNC, LEGACY_INIT_FUNC, WizenOptions
+from .parse import (
+    EXTERNREF,
+    FUNCREF,
+    ExternKind,
+    FuncType,
+    Module,
+    SectionId,
+    parse_module,
+)
+
+__all__ = ["RESERVED_PREFIX", "ModuleContext", "instrument", "instrument_module"]
+
+RESERVED_PREFIX = "__wizer_"
+INITIALIZE = "_initialize"
+
+
+@dataclass(frozen=True)
+class ModuleContext:
+    """What the snapshot needs to know about an instrumented module."""
+
+    module: Module
+    options: WizenOptions
+    init_func: str
+    call_initialize: bool  # a reactor's `_initialize` runs before the init func
+    globals: tuple[tuple[int, str, str], ...]  # (global index, valtype, export name)
+    memories: tuple[str, ...]  # export names by defined-memory ordinal
+    tables: tuple[str, ...]  # export names by defined-table ordinal
+    start: str | None
+    data_probes: tuple[tuple[int, str], ...]  # (segment index, probe export)
+    elem_probes: tuple[tuple[int, str], ...]
+    funcs: tuple[tuple[int, str], ...]  # functions a table or global may refer to
+    notes: tuple[str, ...] = ()
+
+
+def instrument(wasm: bytes, options: WizenOptions | None = None) -> tuple[ModuleContext, bytes]:
+    """Parse, check and instrument `wasm`; run the returned bytes, then call `snapshot()`."""
+    return instrument_module(parse_module(wasm), options or WizenOptions())
+
+
+def instrument_module(module: Module, options: WizenOptions) -> tuple[ModuleContext, bytes]:
+    _check_reserved_names(module)
+    _check_imports(module)
+    _check_memories(module)
+    _check_globals(module)
+    init_func, notes = _resolve_init_func(module, options.init_func)
+    call_initialize = _exports_func(module, INITIALIZE) and init_func != INITIALIZE
+
+    globals_ = tuple(
+        (g.index, g.valtype, f"{RESERVED_PREFIX}global_{g.index}") for g in module.globals if g.mutable
+    )
+    memories = tuple(f"{RESERVED_PREFIX}memory_{i}" for i in range(len(module.memories)))
+    tables = tuple(f"{RESERVED_PREFIX}table_{i}" for i in range(len(module.tables)))
+    start = f"{RESERVED_PREFIX}start" if module.start is not None else None
+    funcs = tuple((f, f"{RESERVED_PREFIX}func_{f}") for f in _referenceable_funcs(module))
+    probes = _Probes(module)
+
+    exports = [_export(n, ExternKind.GLOBAL, i) for i, _, n in globals_]
+    exports += [_export(n, ExternKind.MEMORY, module.imported(ExternKind.MEMORY) + i)
+                for i, n in enumerate(memories)]
+    exports += [_export(n, ExternKind.TABLE, t.index) for t, n in zip(module.tables, tables)]
+    if start is not None and module.start is not None:
+        exports.append(_export(start, ExternKind.FUNC, module.start))
+    exports += [_export(n, ExternKind.FUNC, f) for f, n in funcs]
+    exports += probes.exports
+
+    new: dict[SectionId, bytes | None] = {
+        SectionId.EXPORT: extend_vector(module, SectionId.EXPORT, exports),
+        SectionId.START: None,
+    }
+    if probes.bodies:
+        new[SectionId.TYPE] = extend_vector(module, SectionId.TYPE, [b"\x60\x00\x00"])
+        new[SectionId.FUNCTION] = extend_vector(
+            module, SectionId.FUNCTION, [uleb(len(module.types))] * len(probes.bodies)
+        )
+        new[SectionId.CODE] = extend_vector(module, SectionId.CODE, probes.bodies)
+    context = ModuleContext(
+        module=module,
+        options=options,
+        init_func=init_func,
+        call_initialize=call_initialize,
+        globals=globals_,
+        memories=memories,
+        tables=tables,
+        start=start,
+        data_probes=tuple(probes.data),
+        elem_probes=tuple(probes.elem),
+        funcs=funcs,
+        notes=notes,
+    )
+    return context, assemble(module, new)
+
+
+def _export(export_name: str, kind: ExternKind, index: int) -> bytes:
+    return name(export_name) + bytes([kind]) + uleb(index)
+
+
+def _exports_func(module: Module, export_name: str) -> bool:
+    export = module.export(export_name)
+    return export is not None and export.kind == ExternKind.FUNC
+
+
+def _check_reserved_names(module: Module) -> None:
+    for imp in module.imports:
+        if imp.name.startswith(RESERVED_PREFIX) or imp.module.startswith(RESERVED_PREFIX):
+            raise UnsupportedModule(
+                f"the module imports `{imp.module}::{imp.name}`, "
+                f"but names starting with `{RESERVED_PREFIX}` are reserved for hatch-wizer"
+            )
+    for export in module.exports:
+        if export.name.startswith(RESERVED_PREFIX):
+            raise UnsupportedModule(
+                f"the module exports `{export.name}`, "
+                f"but names starting with `{RESERVED_PREFIX}` are reserved for hatch-wizer"
+            )
+
+
+def _check_imports(module: Module) -> None:
+    what = {ExternKind.MEMORY: "memory", ExternKind.TABLE: "table", ExternKind.GLOBAL: "global"}
+    for imp in module.imports:
+        if imp.kind in what:
+            raise UnsupportedModule(
+                f"imported {what[imp.kind]} `{imp.module}::{imp.name}` is not supported: "
+                "a snapshot can only hold state the module defines itself"
+            )
+
+
+def _check_memories(module: Module) -> None:
+    for i, memory in enumerate(module.memories):
+        if memory.shared:
+            raise UnsupportedModule(f"memory {i} is shared; shared memories are not supported")
+
+
+def _check_globals(module: Module) -> None:
+    for g in module.globals:
+        if g.mutable and g.valtype not in (FUNCREF, EXTERNREF, "i32", "i64", "f32", "f64", "v128"):
+            raise UnsupportedModule(
+                f"mutable global {g.index} holds a GC reference, which cannot be snapshotted"
+            )
+
+
+def _resolve_init_func(module: Module, requested: str) -> tuple[str, tuple[str, ...]]:
+    export = module.export(requested)
+    notes: tuple[str, ...] = ()
+    if export is None and requested == DEFAULT_INIT_FUNC and module.export(LEGACY_INIT_FUNC):
+        export = module.export(LEGACY_INIT_FUNC)
+        notes = (f"no `{DEFAULT_INIT_FUNC}` export; using the older default `{LEGACY_INIT_FUNC}`",)
+    if export is None:
+        raise InitError(f"the module has no `{requested}` export (choose one with --init-func)")
+    if export.kind != ExternKind.FUNC:
+        raise InitError(f"the module's `{export.name}` export is not a function")
+    if module.func_type(export.index) != FuncType((), ()):
+        raise InitError(f"the module's `{export.name}` function must take no arguments and return nothing")
+    return export.name, notes
+
+
+def _referenceable_funcs(module: Module) -> list[int]:
+    """Functions that may end up in a table or a funcref global: Wasm only lets code take a
+    reference to functions named in element segments, global initializers or exports."""
+    if not module.tables and not any(g.mutable and g.valtype == FUNCREF for g in module.globals):
+        return []
+    funcs = {f for seg in module.elements for f in seg.funcs}
+    funcs.update(module.global_refs)
+    funcs.update(e.index for e in module.exports if e.kind == ExternKind.FUNC)
+    return sorted(funcs)
+
+
+class _Probes:
+    """One `[] -> []` function per passive segment; `memory.init`/`table.init` of zero bytes
+    from the segment's end traps exactly when the segment was dropped."""
+
+    def __init__(self, module: Module) -> None:
+        self.exports: list[bytes] = []
+        self.bodies: list[bytes] = []
+        self.data: list[tuple[int, str]] = []
+        self.elem: list[tuple[int, str]] = []
+        first_func = len(module.func_types)
+        if module.data_count is not None and module.memories:
+            at = b"\x42\x00" if module.memories[0].is64 else b"\x41\x00"
+            memory = module.imported(ExternKind.MEMORY)
+            for i, seg in enumerate(module.data):
+                if seg.mode == "passive" and seg.length:
+                    code = at + _i32(seg.length) + _i32(0) + b"\xfc\x08" + uleb(i) + uleb(memory)
+                    self._add(self.data, i, f"{RESERVED_PREFIX}probe_data_{i}", code, first_func)
+        for i, seg in enumerate(module.elements):
+            table = _table_for(module, seg.elem_type)
+            if seg.mode == "passive" and seg.length and table is not None:
+                at = b"\x42\x00" if module.tables[table].limits.is64 else b"\x41\x00"
+                index = module.tables[table].index
+                code = at + _i32(seg.length) + _i32(0) + b"\xfc\x0c" + uleb(i) + uleb(index)
+                self._add(self.elem, i, f"{RESERVED_PREFIX}probe_elem_{i}", code, first_func)
+
+    def _add(self, kind: list[tuple[int, str]], i: int, export: str, code: bytes, first: int) -> None:
+        body = b"\x00" + code + b"\x0b"  # no locals
+        kind.append((i, export))
+        self.exports.append(_export(export, ExternKind.FUNC, first + len(self.bodies)))
+        self.bodies.append(uleb(len(body)) + body)
+
+
+def _i32(value: int) -> bytes:
+    return b"\x41" + sleb(value if value < 1 << 31 else value - (1 << 32))
+
+
+def _table_for(module: Module, elem_type: str) -> int | None:
+    return next((i for i, t in enumerate(module.tables) if t.elem_type == elem_type), None)

@@ -1,0 +1,189 @@
+"""Wizen the modules a project's `[tool.wizer]` names: `hatch-wizer build` and the shared runner.
+
+The hatch hook and the setuptools plugin reuse `wizen_module()` and `describe()` so the three
+front ends print the same line per module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from . import __version__
+from .config import ModuleFile, find_modules, load_config, read_pyproject
+from .errors import ConfigError, WizerError
+
+if TYPE_CHECKING:
+    from .options import WizenOptions
+
+__all__ = ["Result", "describe", "main_build", "module_digest", "wizen_module", "write_atomic"]
+
+DEFAULT_OUT_DIR: Final = Path("build", "wizer")
+STAMP_SUFFIX: Final = ".wizer-hash"
+
+Reporter = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one wizening did, for the one-line summary."""
+
+    name: str
+    before: int
+    after: int
+    seconds: float
+
+
+def _engine() -> Callable[..., bytes]:
+    from .core import wizen  # lazy: the engine imports wasmtime
+
+    return wizen
+
+
+def wizen_module(module: ModuleFile, report: Reporter | None = None) -> tuple[bytes, Result]:
+    """Read the module's source file and wizen it with its options."""
+    data = module.source.read_bytes()
+    start = time.perf_counter()
+    out = _engine()(data, module.spec.options, report=report)
+    elapsed = time.perf_counter() - start
+    return out, Result(module.name, len(data), len(out), elapsed)
+
+
+def describe(result: Result) -> str:
+    """`pkg/mod.wasm: 21.4 KiB → 160.2 KiB in 0.84 s`"""
+    return (
+        f"{result.name}: {_size(result.before)} \u2192 {_size(result.after)}"
+        f" in {result.seconds:.2f} s"
+    )
+
+
+def _size(n: int) -> str:
+    return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KiB"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a sibling temp file, so a failure never leaves a plausible-looking output."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def module_digest(module: ModuleFile, root: Path) -> str:
+    """Hash of everything that decides the output: input, options, tool version.
+
+    Host paths enter relative to `root`, and preopened directories and preloads by content,
+    so the hash does not change with the checkout location.
+    """
+    options = module.spec.options
+    doc = {
+        "tool": __version__,
+        "input": _file_hash(module.source),
+        "options": _options_doc(options, root),
+        "preopens": {p.guest: _tree_hash(p.host) for p in options.preopens},
+        "preloads": {p.name: _file_hash(p.path) for p in options.preloads},
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _options_doc(options: WizenOptions, root: Path) -> object:
+    def relative(value: object) -> object:
+        if isinstance(value, Path):
+            return value.relative_to(root).as_posix() if value.is_relative_to(root) else str(value)
+        if isinstance(value, (list, tuple)):
+            return [relative(v) for v in value]
+        if isinstance(value, dict):
+            return {k: relative(v) for k, v in value.items()}
+        return value
+
+    return relative(dataclasses.asdict(options))
+
+
+def _file_hash(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "missing"  # the engine reports the real error
+
+
+def _tree_hash(root: Path) -> str:
+    h = hashlib.sha256()
+    if root.is_dir():
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            h.update(path.relative_to(root).as_posix().encode() + b"\0")
+            h.update(_file_hash(path).encode())
+    return h.hexdigest()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hatch-wizer build",
+        description="Wizen every module listed in [tool.wizer], without building a wheel.",
+        epilog="Outputs keep their project-relative paths under the output directory. "
+        "Exit status: 0 ok (or up to date), 1 a module or the config failed, 2 bad usage.",
+    )
+    parser.add_argument(
+        "--project", type=Path, default=Path(), metavar="DIR", help="project root (default: .)"
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"where outputs go (default: PROJECT/{DEFAULT_OUT_DIR.as_posix()})",
+    )
+    parser.add_argument("--force", action="store_true", help="wizen even if up to date")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    return parser
+
+
+def main_build(argv: Sequence[str]) -> int:
+    """`hatch-wizer build [--project DIR] [--out-dir DIR]`; returns the exit status."""
+    try:
+        args = _parser().parse_args(list(argv))
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2)
+        return e.code if isinstance(e.code, int) else 2
+    say: Reporter = (lambda _line: None) if args.quiet else print
+    try:
+        root = args.project.resolve()
+        out_dir = (args.out_dir or root / DEFAULT_OUT_DIR).resolve()
+        config = load_config(read_pyproject(root), root)
+        if config is None or not config.modules:
+            raise ConfigError(f"{root / 'pyproject.toml'}: no modules in [tool.wizer]")
+        for module in find_modules(config, exclude=[out_dir]):
+            _build_one(module, root, out_dir, force=args.force, say=say)
+    except WizerError as e:
+        print(f"hatch-wizer build: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"hatch-wizer build: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _build_one(module: ModuleFile, root: Path, out_dir: Path, *, force: bool, say: Reporter) -> None:
+    out = out_dir / module.name
+    stamp = out.with_name(out.name + STAMP_SUFFIX)
+    digest = module_digest(module, root)
+    if not force and out.is_file() and _read_stamp(stamp) == digest:
+        say(f"{module.name}: up to date")
+        return
+    data, result = wizen_module(module)
+    write_atomic(out, data)
+    write_atomic(stamp, (digest + "\n").encode())
+    say(describe(result))
+
+
+def _read_stamp(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None

@@ -1,0 +1,306 @@
+"""Run an instrumented module's initialization on wasmtime: the only module that imports it.
+
+Type information always comes from our own parser: asking wasmtime about a v128 type aborts
+the process (see the wasmtime-py probe notes), so nothing here touches `ValType`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+from .errors import ConfigError, InitError, InvalidModule
+from .instrument import INITIALIZE, ModuleContext
+from .options import Features, WizenOptions
+from .snapshot import Ref, TableState
+
+__all__ = ["Runtime", "WasmtimeState"]
+
+_UNKNOWN_IMPORT = re.compile(r"unknown import: `([^`]*)` has not been defined")
+_KIND_FUNCREF = 5
+_KIND_EXTERNREF = 6
+
+
+def _config(features: Features, *, cache: bool, interruptible: bool) -> wasmtime.Config:
+    config = wasmtime.Config()
+    # Disabling SIMD while relaxed SIMD stays on aborts the process: keep them consistent.
+    config.wasm_relaxed_simd = features.simd and features.relaxed_simd
+    config.wasm_simd = features.simd
+    config.wasm_relaxed_simd_deterministic = True
+    config.wasm_bulk_memory = features.bulk_memory
+    config.wasm_multi_memory = features.multi_memory
+    config.wasm_multi_value = features.multi_value
+    config.wasm_memory64 = features.memory64
+    config.wasm_threads = features.threads
+    config.wasm_tail_call = features.tail_call
+    config.wasm_exceptions = features.exceptions
+    config.wasm_gc = features.gc
+    config.wasm_function_references = features.function_references or features.gc
+    config.wasm_wide_arithmetic = features.wide_arithmetic
+    config.wasm_custom_page_sizes = features.custom_page_sizes
+    # Turning reference types off aborts the process too; our validator check covers it.
+    config.epoch_interruption = interruptible
+    if cache:
+        config.cache = True
+    return config
+
+
+def _message(error: Exception) -> str:
+    """wasmtime's error text without its backtrace, on one line."""
+    text = str(getattr(error, "message", None) or error)
+    if "Caused by:" in text:
+        text = text.split("Caused by:", 1)[1]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    lines = [re.sub(r"^\d+: ", "", line) for line in lines]
+    return "; ".join(dict.fromkeys(lines))
+
+
+def _backtrace(trap: wasmtime.Trap) -> str:
+    frames = []
+    for frame in trap.frames[:8]:
+        where = frame.func_name or f"function {frame.func_index}"
+        if frame.module_offset is not None and frame.module_offset < 1 << 63:
+            where += f" at {frame.module_offset:#x}"
+        frames.append(where)
+    more = " < ..." if len(trap.frames) > 8 else ""
+    return " (in " + " < ".join(frames) + more + ")" if frames else ""
+
+
+class Runtime:
+    """One wasmtime engine, configured from the options; reusable across modules."""
+
+    def __init__(self, options: WizenOptions) -> None:
+        self.options = options
+        self.engine = wasmtime.Engine(
+            _config(
+                options.features,
+                cache=options.cache,
+                interruptible=options.init_timeout is not None,
+            )
+        )
+
+    def validate(self, wasm: bytes, what: str = "invalid module") -> None:
+        if not self.options.features.reference_types and _uses_reference_types(wasm):
+            raise InvalidModule(f"{what}: reference types support is not enabled")
+        try:
+            wasmtime.Module.validate(self.engine, wasm)
+        except wasmtime.WasmtimeError as e:
+            raise InvalidModule(f"{what}: {_message(e)}") from None
+
+    def compile(self, wasm: bytes) -> wasmtime.Module:
+        try:
+            return wasmtime.Module(self.engine, wasm)
+        except wasmtime.WasmtimeError as e:
+            raise InvalidModule(f"failed to compile the module: {_message(e)}") from None
+
+    def initialize(self, context: ModuleContext, module: wasmtime.Module) -> WasmtimeState:
+        """Instantiate, run start, `_initialize` and the init func; return the live state."""
+        store = wasmtime.Store(self.engine)
+        if self.options.init_timeout is not None:
+            store.set_epoch_deadline(1)
+        linker = wasmtime.Linker(self.engine)
+        if self.options.allow_wasi:
+            store.set_wasi(_wasi_config(self.options))
+            linker.define_wasi()
+        with self._deadline():
+            self._define_preloads(store, linker)
+            linker.define_unknown_imports_as_traps(module)
+            instance = self._call("instantiating the module", lambda: linker.instantiate(store, module))
+            state = WasmtimeState(store, instance, context)
+            if context.start is not None:
+                self._call("the start function", lambda: state.call(context.start or ""))
+            if context.call_initialize:
+                self._call(f"`{INITIALIZE}`", lambda: state.call(INITIALIZE))
+            self._call(f"`{context.init_func}`", lambda: state.call(context.init_func))
+        return state
+
+    @contextmanager
+    def _deadline(self) -> Iterator[None]:
+        timeout = self.options.init_timeout
+        if timeout is None:
+            yield
+            return
+        timer = threading.Timer(timeout, self.engine.increment_epoch)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+    def _call(self, what: str, run: Callable[[], Any]) -> Any:
+        try:
+            return run()
+        except wasmtime.ExitTrap as e:
+            raise InitError(f"{what} exited (WASI proc_exit with code {e.code}) during init") from None
+        except wasmtime.Trap as e:
+            if e.trap_code == wasmtime.TrapCode.INTERRUPT:
+                raise InitError(
+                    f"{what} did not finish within {self.options.init_timeout:g} s (--init-timeout)"
+                ) from None
+            raise InitError(f"{what} trapped: {_message(e)}{_backtrace(e)}") from None
+        except wasmtime.WasmtimeError as e:
+            unknown = _UNKNOWN_IMPORT.search(str(e))
+            if unknown:
+                raise InitError(
+                    f"{what} used the import `{unknown.group(1)}`, which nothing provides during "
+                    "init (link WASI with --allow-wasi, or provide it with --preload)"
+                ) from None
+            raise InitError(f"{what} failed: {_message(e)}") from None
+
+    def _define_preloads(self, store: wasmtime.Store, linker: wasmtime.Linker) -> None:
+        for preload in self.options.preloads:
+            try:
+                source = Path(preload.path).read_bytes()
+            except OSError as e:
+                raise ConfigError(f"cannot read preload `{preload.name}` ({e.strerror}: {preload.path})") from None
+            try:
+                module = wasmtime.Module(self.engine, source if source[:1] == b"\0" else source.decode())
+            except (wasmtime.WasmtimeError, UnicodeDecodeError) as e:
+                raise InvalidModule(f"preload `{preload.name}` ({preload.path}): {_message(e)}") from None
+            what = f"instantiating preload `{preload.name}`"
+            instance = self._call(what, lambda m=module: linker.instantiate(store, m))
+            linker.define_instance(store, preload.name, instance)
+
+
+def _uses_reference_types(wasm: bytes) -> bool:
+    # Without the proposal, wasmtime cannot even be configured; approximate the old validator
+    # by the reference-type bytes a module would need in its types and tables.
+    from .parse import parse_module
+
+    module = parse_module(wasm)
+    return len(module.tables) > 1 or any(t.elem_type != "funcref" for t in module.tables)
+
+
+def _wasi_config(options: WizenOptions) -> wasmtime.WasiConfig:
+    wasi = wasmtime.WasiConfig()
+    if options.inherit_stdio:
+        wasi.inherit_stdin()
+        wasi.inherit_stdout()
+        wasi.inherit_stderr()
+    env = dict(os.environ) if options.inherit_env else {}
+    env.update(options.env)
+    wasi.env = sorted(env.items())
+    for preopen in sorted(options.preopens, key=lambda p: p.guest):
+        if not Path(preopen.host).is_dir():
+            raise ConfigError(f"preopen `{preopen.guest}`: {preopen.host} is not a directory")
+        wasi.preopen_dir(str(preopen.host), preopen.guest, preopen.writable)
+    return wasi
+
+
+class WasmtimeState:
+    """The InstanceState of a live wasmtime instance."""
+
+    def __init__(self, store: wasmtime.Store, instance: wasmtime.Instance, context: ModuleContext):
+        self.store = store
+        self.exports = instance.exports(store)
+        self.context = context
+        self._func_indices: dict[int, int] | None = None
+        # Tables as instantiation left them, before start or init could change them.
+        self.initial_tables = {name: self._table_raw(name) for name in context.tables}
+
+    def call(self, name: str) -> None:
+        self.exports[name](self.store)
+
+    def global_value(self, name: str, valtype: str) -> int | None:
+        raw = ffi.wasmtime_val_t()
+        ffi.wasmtime_global_get(self.store._context(), ctypes.byref(self.exports[name]._global), ctypes.byref(raw))
+        try:
+            if valtype == "i32" or valtype == "f32":
+                return int(raw.of.i32) & 0xFFFFFFFF
+            if valtype == "i64" or valtype == "f64":
+                return int(raw.of.i64) & 0xFFFFFFFFFFFFFFFF
+            if valtype == "v128":
+                return int.from_bytes(bytes(raw.of.v128), "little")
+            index = name.rsplit("_", 1)[1]
+            return self._ref(raw, f"global {index}")
+        finally:
+            ffi.wasmtime_val_unroot(ctypes.byref(raw))
+
+    def memory(self, name: str) -> memoryview:
+        memory = self.exports[name]
+        size = memory.data_len(self.store)
+        address = ctypes.cast(memory.data_ptr(self.store), ctypes.c_void_p).value or 0
+        return memoryview((ctypes.c_ubyte * size).from_address(address)).cast("B")
+
+    def table(self, name: str) -> TableState:
+        before = self.initial_tables[name]
+        after = self._table_raw(name)
+        ordinal = name.rsplit("_", 1)[1]
+        changed = {}
+        for slot, entry in enumerate(after):
+            # Entries without a comparable identity (value -1) always count as changed.
+            if slot >= len(before) or before[slot] != entry or entry[1] < 0:
+                changed[slot] = self._resolve(entry, f"table {ordinal} slot {slot}")
+        return TableState(len(after), changed)
+
+    def segment_dropped(self, probe: str) -> bool:
+        try:
+            self.call(probe)
+        except wasmtime.Trap:
+            return True
+        return False
+
+    def _table_raw(self, name: str) -> list[tuple[int, int]]:
+        """Each entry as (kind, identity); identity 0 is null."""
+        table = self.exports[name]
+        context = self.store._context()
+        size = ffi.wasmtime_table_size(context, ctypes.byref(table._table))
+        raw = ffi.wasmtime_val_t()
+        entries = []
+        for slot in range(size):
+            ffi.wasmtime_table_get(context, ctypes.byref(table._table), slot, ctypes.byref(raw))
+            entries.append(self._identity(raw))
+            ffi.wasmtime_val_unroot(ctypes.byref(raw))
+        return entries
+
+    def _identity(self, raw: Any) -> tuple[int, int]:
+        if raw.kind == _KIND_FUNCREF:
+            func = raw.of.funcref
+            if not getattr(func, "__private"):
+                return (_KIND_FUNCREF, 0)
+            return (_KIND_FUNCREF, int(ffi.wasmtime_func_to_raw(self.store._context(), ctypes.byref(func))))
+        if raw.kind == _KIND_EXTERNREF:
+            ref = raw.of.externref
+            null = not (getattr(ref, "__private1") or getattr(ref, "__private2") or getattr(ref, "__private3"))
+            return (_KIND_EXTERNREF, 0 if null else -1)
+        return (raw.kind, -1)  # a GC reference: no identity we can compare
+
+    def _ref(self, raw: Any, where: str) -> Ref:
+        return self._resolve(self._identity(raw), where)
+
+    def _resolve(self, identity: tuple[int, int], where: str) -> Ref:
+        kind, value = identity
+        if value == 0:
+            return None
+        if kind == _KIND_FUNCREF:
+            index = self._funcs().get(value)
+            if index is None:
+                raise InitError(
+                    f"{where} holds a function that the module does not define or import "
+                    "(a host function), which a snapshot cannot reproduce"
+                )
+            return index
+        if kind == _KIND_EXTERNREF:
+            raise InitError(f"{where} holds a non-null externref (a host value), which a snapshot cannot reproduce")
+        raise InitError(f"{where} holds a GC reference, which a snapshot cannot reproduce")
+
+    def _funcs(self) -> dict[int, int]:
+        if self._func_indices is None:
+            context = self.store._context()
+            self._func_indices = {}
+            # Reversed, so that the lowest index wins when one function is reached twice.
+            for index, name in reversed(self.context.funcs):
+                func = self.exports[name]
+                raw = int(ffi.wasmtime_func_to_raw(context, ctypes.byref(func._func)))
+                self._func_indices[raw] = index
+        return self._func_indices

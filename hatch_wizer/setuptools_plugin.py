@@ -1,0 +1,110 @@
+"""The setuptools face: a `build_wizer` sub-command of `build`, added when `[tool.wizer]` exists.
+
+setuptools calls `finalize_distribution_options` for every build in an environment where
+hatch-wizer is installed, so it does nothing unless the project has a `[tool.wizer]` table.
+"""
+
+from __future__ import annotations
+
+import os
+from distutils import log
+from pathlib import Path
+
+from setuptools import Command, Distribution
+
+from .config import ModuleFile, find_modules, load_config, read_pyproject
+from .errors import ConfigError, WizerError
+from .project import describe, wizen_module, write_atomic
+
+__all__ = ["build_wizer", "finalize_distribution_options"]
+
+COMMAND = "build_wizer"
+EDITABLE_HINT = (
+    "editable install: modules are not wizened (the package loads them from the source "
+    "tree); run `hatch-wizer build` to wizen them by hand"
+)
+
+
+def _root(dist: Distribution) -> Path:
+    return Path(dist.src_root or os.curdir).resolve()
+
+
+def _has_table(root: Path) -> bool:
+    try:
+        tool = read_pyproject(root).get("tool")
+    except ConfigError:
+        return False  # not ours to report: setuptools reads pyproject.toml itself
+    return isinstance(tool, dict) and "wizer" in tool
+
+
+def finalize_distribution_options(dist: Distribution) -> None:
+    """Register `build_wizer` and run it as the last sub-command of `build`."""
+    if not _has_table(_root(dist)):
+        return
+    dist.cmdclass.setdefault(COMMAND, build_wizer)
+    base = dist.get_command_class("build")
+    if any(name == COMMAND for name, _ in base.sub_commands):
+        return
+    # A subclass rather than a patched `build.sub_commands`, so no other project is affected.
+    dist.cmdclass["build"] = type(
+        "build", (base,), {"sub_commands": [*base.sub_commands, (COMMAND, None)]}
+    )
+
+
+class build_wizer(Command):  # type: ignore[misc]  # noqa: N801 - setuptools names commands so
+    """Wizen `[tool.wizer]` modules from their source files into `build_lib`."""
+
+    description = "pre-initialize the WebAssembly modules listed in [tool.wizer]"
+    user_options = [("build-lib=", "d", "directory of the files to put in the wheel")]
+
+    def initialize_options(self) -> None:
+        self.build_lib: str | None = None
+        self.editable_mode = False
+
+    def finalize_options(self) -> None:
+        self.set_undefined_options("build_py", ("build_lib", "build_lib"))
+
+    def run(self) -> None:
+        if self.editable_mode:
+            log.warn(f"{COMMAND}: {EDITABLE_HINT}")
+            return
+        for module, dest in self._plan():
+            # Always from the source file: build_lib may hold last build's wizened copy.
+            data, result = wizen_module(module, report=log.debug)
+            write_atomic(dest, data)
+            log.info(f"{COMMAND}: {describe(result)}")
+
+    def get_source_files(self) -> list[str]:
+        return [str(m.source) for m, _ in self._plan()]
+
+    def get_outputs(self) -> list[str]:
+        return [] if self.editable_mode else [str(d) for _, d in self._plan()]
+
+    def get_output_mapping(self) -> dict[str, str]:
+        return {} if self.editable_mode else {str(d): str(m.source) for m, d in self._plan()}
+
+    def _plan(self) -> list[tuple[ModuleFile, Path]]:
+        """Each configured module with its destination, from build_py's package-data map."""
+        root = _root(self.distribution)
+        config = load_config(read_pyproject(root), root)
+        if config is None:
+            return []
+        build_py = self.get_finalized_command("build_py")
+        outputs = {
+            Path(root, src).resolve(): Path(dst)
+            for dst, src in build_py.get_output_mapping().items()
+        }
+        plan = []
+        for module in find_modules(config, exclude=[Path(self.build_lib or "build")]):
+            dest = outputs.get(module.source.resolve())
+            if dest is None:
+                raise _not_package_data(module)
+            plan.append((module, dest))
+        return plan
+
+
+def _not_package_data(module: ModuleFile) -> WizerError:
+    return ConfigError(
+        f"{module.spec.where}.path: {module.name} is not package data of this distribution "
+        "(list it in [tool.setuptools.package-data])"
+    )

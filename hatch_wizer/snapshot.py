@@ -1,0 +1,88 @@
+"""Read an initialized instance's state through a small runtime-neutral interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .errors import InitError
+from .instrument import ModuleContext
+from .layout import Segment, find_runs, lay_out
+
+__all__ = ["InstanceState", "Ref", "Snapshot", "TableState", "take_snapshot"]
+
+# A reference value: a function index, or None for null.
+Ref = int | None
+
+
+@dataclass(frozen=True)
+class TableState:
+    """A table after init: its size and the slots whose entry differs from instantiation."""
+
+    size: int
+    changed: dict[int, Ref] = field(default_factory=dict)
+
+
+class InstanceState(Protocol):
+    """What a runtime must answer about the instrumented instance after init ran.
+
+    Names are the export names recorded in the ModuleContext. Function references are
+    reported as function indices, found through the context's `funcs` exports.
+    """
+
+    def global_value(self, name: str, valtype: str) -> int | None:
+        """Raw bits of a numeric global (v128 as a 128-bit int), or a Ref for a ref global."""
+        ...
+
+    def memory(self, name: str) -> memoryview:
+        """The memory's current bytes, ideally without copying (valid until the next call)."""
+        ...
+
+    def table(self, name: str) -> TableState: ...
+
+    def segment_dropped(self, probe: str) -> bool:
+        """Call a probe export; True when it trapped, i.e. its segment was dropped."""
+        ...
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    globals: dict[int, int | None]  # global index -> raw bits or Ref
+    memory_pages: tuple[int, ...]
+    segments: tuple[tuple[Segment, bytes], ...]
+    tables: tuple[TableState, ...]
+    dropped_data: frozenset[int]
+    dropped_elems: frozenset[int]
+
+
+def take_snapshot(context: ModuleContext, state: InstanceState) -> Snapshot:
+    module = context.module
+    globals_ = {index: state.global_value(name, valtype) for index, valtype, name in context.globals}
+    tables = tuple(state.table(name) for name in context.tables)
+
+    pages = []
+    runs = []
+    for i, (name, limits) in enumerate(zip(context.memories, module.memories)):
+        view = state.memory(name)
+        pages.append(view.nbytes // limits.page_size)
+        runs.append((module.imported_memories + i, limits.is64, find_runs(view)))
+    limit = context.options.max_data_segments - len(module.data)
+    segments = lay_out(runs, limit)
+    if len(segments) > limit:
+        raise InitError(
+            f"the memory needs {len(segments)} data segments but at most {max(limit, 0)} fit "
+            f"(the module already has {len(module.data)})"
+        )
+    contents = []
+    for memory_name, memory_index in _memory_names(context):
+        view = state.memory(memory_name)
+        contents += [(s, bytes(view[s.start : s.end])) for s in segments if s.memory == memory_index]
+
+    dropped_data = frozenset(i for i, probe in context.data_probes if state.segment_dropped(probe))
+    dropped_elems = frozenset(i for i, probe in context.elem_probes if state.segment_dropped(probe))
+    return Snapshot(globals_, tuple(pages), tuple(contents), tables, dropped_data, dropped_elems)
+
+
+def _memory_names(context: ModuleContext) -> list[tuple[str, int]]:
+    first = context.module.imported_memories
+    return [(name, first + i) for i, name in enumerate(context.memories)]
