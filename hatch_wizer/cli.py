@@ -20,8 +20,11 @@ from .options import DEFAULT_INIT_FUNC, Features, Preload, Preopen, WizenOptions
 __all__ = ["entrypoint", "load_module_source", "main", "write_atomically"]
 
 PROG = "hatch-wizer"
-BOOL_FLAGS = ("--keep-init-func", "--inherit-stdio", "--inherit-env") + tuple(
-    "--wasm-" + f.name.replace("_", "-") for f in fields(Features)
+BOOL_FLAGS = (
+    "--keep-init-func",
+    "--inherit-stdio",
+    "--inherit-env",
+    *("--wasm-" + f.name.replace("_", "-") for f in fields(Features)),
 )
 EPILOG = """\
 exit status: 0 success, 1 the module could not be wizened, 2 bad usage, 130 interrupted.
@@ -50,39 +53,115 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", nargs="?", default="-", help="module (.wasm or .wat); stdin if omitted or -")
+    p.add_argument(
+        "input", nargs="?", default="-", help="module (.wasm or .wat); stdin if omitted or -"
+    )
     p.add_argument("-o", "--output", default="-", help="output file; stdout if omitted or -")
-    p.add_argument("-f", "--init-func", default=DEFAULT_INIT_FUNC, metavar="NAME",
-                   help=f"the init export (default `{DEFAULT_INIT_FUNC}`)")
-    p.add_argument("-r", "--rename-func", "--func-rename", action="append", default=[],
-                   metavar="DST=SRC", help="export SRC as DST, replacing any DST export")
-    p.add_argument("--keep-init-func", type=_bool, default=False, metavar="BOOL",
-                   help="keep the init export in the output")
+    p.add_argument(
+        "-f",
+        "--init-func",
+        default=DEFAULT_INIT_FUNC,
+        metavar="NAME",
+        help=f"the init export (default `{DEFAULT_INIT_FUNC}`)",
+    )
+    p.add_argument(
+        "-r",
+        "--rename-func",
+        "--func-rename",
+        action="append",
+        default=[],
+        metavar="DST=SRC",
+        help="export SRC as DST, replacing any DST export",
+    )
+    p.add_argument(
+        "--keep-init-func",
+        type=_bool,
+        default=False,
+        metavar="BOOL",
+        help="keep the init export in the output",
+    )
     p.add_argument("--allow-wasi", action="store_true", help="link WASI preview 1 during init")
-    p.add_argument("--inherit-stdio", type=_bool, default=True, metavar="BOOL",
-                   help="give init this process's stdin/stdout/stderr (default true)")
-    p.add_argument("--inherit-env", type=_bool, default=False, metavar="BOOL",
-                   help="give init this process's environment (default false)")
-    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                   help="set an environment variable for init")
-    p.add_argument("--dir", action="append", default=[], metavar="DIR",
-                   help="preopen DIR (read-only) under the same name")
-    p.add_argument("--mapdir", action="append", default=[], metavar="GUEST::HOST",
-                   help="preopen host dir HOST (read-only) as GUEST")
-    p.add_argument("--dir-rw", action="append", default=[], metavar="DIR", help="like --dir, writable")
-    p.add_argument("--mapdir-rw", action="append", default=[], metavar="GUEST::HOST",
-                   help="like --mapdir, writable")
-    p.add_argument("--preload", action="append", default=[], metavar="NAME=FILE",
-                   help="instantiate FILE (.wasm or .wat) first; its exports satisfy imports from NAME")
+    p.add_argument(
+        "--inherit-stdio",
+        type=_bool,
+        default=True,
+        metavar="BOOL",
+        help="give init this process's stdin/stdout/stderr (default true)",
+    )
+    p.add_argument(
+        "--inherit-env",
+        type=_bool,
+        default=False,
+        metavar="BOOL",
+        help="give init this process's environment (default false)",
+    )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set an environment variable for init",
+    )
+    p.add_argument(
+        "--dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="preopen DIR (read-only) under the same name",
+    )
+    p.add_argument(
+        "--mapdir",
+        action="append",
+        default=[],
+        metavar="GUEST::HOST",
+        help="preopen host dir HOST (read-only) as GUEST",
+    )
+    p.add_argument(
+        "--dir-rw", action="append", default=[], metavar="DIR", help="like --dir, writable"
+    )
+    p.add_argument(
+        "--mapdir-rw",
+        action="append",
+        default=[],
+        metavar="GUEST::HOST",
+        help="like --mapdir, writable",
+    )
+    p.add_argument(
+        "--preload",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="instantiate FILE (.wasm or .wat) first; its exports satisfy imports from NAME",
+    )
     for f in fields(Features):
-        p.add_argument("--wasm-" + f.name.replace("_", "-"), dest="feature_" + f.name, type=_bool,
-                       default=f.default, metavar="BOOL", help=argparse.SUPPRESS)
-    p.add_argument("--init-timeout", type=float, default=600.0, metavar="SECONDS",
-                   help="stop init after this long (default 600; 0 for no limit)")
-    p.add_argument("--max-data-segments", type=int, default=100_000, metavar="N",
-                   help="data segments the output may hold in all (default 100000)")
-    p.add_argument("--no-cache", dest="cache", action="store_false",
-                   help="do not use wasmtime's compilation cache")
+        p.add_argument(
+            "--wasm-" + f.name.replace("_", "-"),
+            dest="feature_" + f.name,
+            type=_bool,
+            default=f.default,
+            metavar="BOOL",
+            help=argparse.SUPPRESS,
+        )
+    p.add_argument(
+        "--init-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="stop init after this long (default 600; 0 for no limit)",
+    )
+    p.add_argument(
+        "--max-data-segments",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="data segments the output may hold in all (default 100000)",
+    )
+    p.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        help="do not use wasmtime's compilation cache",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -152,7 +231,9 @@ def load_module_source(data: bytes) -> bytes:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidModule("not a WebAssembly module (no \\0asm header) and not WAT text") from None
+        raise InvalidModule(
+            "not a WebAssembly module (no \\0asm header) and not WAT text"
+        ) from None
     if not text.lstrip().startswith(("(", ";;")):
         raise InvalidModule("not a WebAssembly module (no \\0asm header) and not WAT text")
     import wasmtime
@@ -161,7 +242,9 @@ def load_module_source(data: bytes) -> bytes:
         return bytes(wasmtime.wat2wasm(text))
     except wasmtime.WasmtimeError as e:
         first = str(e).strip().splitlines()
-        raise InvalidModule(f"invalid WAT: {' '.join(line.strip() for line in first[:2])}") from None
+        raise InvalidModule(
+            f"invalid WAT: {' '.join(line.strip() for line in first[:2])}"
+        ) from None
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -23,7 +23,9 @@ def snapshot(context: ModuleContext, state: InstanceState) -> bytes:
     return rewrite(context, take_snapshot(context, state))
 
 
-def wizen(wasm: bytes, options: WizenOptions | None = None, *, report: Report | None = None) -> bytes:
+def wizen(
+    wasm: bytes, options: WizenOptions | None = None, *, report: Report | None = None
+) -> bytes:
     """Run `wasm`'s initialization and return a module that starts in the resulting state."""
     from .runtime import Runtime  # the only import of wasmtime
 
@@ -44,7 +46,9 @@ def wizen(wasm: bytes, options: WizenOptions | None = None, *, report: Report | 
         out = snapshot(context, state)
     with stage("check"):
         try:
-            runtime.validate(out, "hatch-wizer produced an invalid module (a bug; please report it)")
+            runtime.validate(
+                out, "hatch-wizer produced an invalid module (a bug; please report it)"
+            )
         except WizerError as e:
             raise WizerError(str(e)) from None
     return out

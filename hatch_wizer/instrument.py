@@ -62,7 +62,9 @@ def instrument_module(module: Module, options: WizenOptions) -> tuple[ModuleCont
     call_initialize = _exports_func(module, INITIALIZE) and init_func != INITIALIZE
 
     globals_ = tuple(
-        (g.index, g.valtype, f"{RESERVED_PREFIX}global_{g.index}") for g in module.globals if g.mutable
+        (g.index, g.valtype, f"{RESERVED_PREFIX}global_{g.index}")
+        for g in module.globals
+        if g.mutable
     )
     memories = tuple(f"{RESERVED_PREFIX}memory_{i}" for i in range(len(module.memories)))
     tables = tuple(f"{RESERVED_PREFIX}table_{i}" for i in range(len(module.tables)))
@@ -71,8 +73,10 @@ def instrument_module(module: Module, options: WizenOptions) -> tuple[ModuleCont
     probes = _Probes(module)
 
     exports = [_export(n, ExternKind.GLOBAL, i) for i, _, n in globals_]
-    exports += [_export(n, ExternKind.MEMORY, module.imported(ExternKind.MEMORY) + i)
-                for i, n in enumerate(memories)]
+    exports += [
+        _export(n, ExternKind.MEMORY, module.imported(ExternKind.MEMORY) + i)
+        for i, n in enumerate(memories)
+    ]
     exports += [_export(n, ExternKind.TABLE, t.index) for t, n in zip(module.tables, tables)]
     if start is not None and module.start is not None:
         exports.append(_export(start, ExternKind.FUNC, module.start))
@@ -165,7 +169,9 @@ def _resolve_init_func(module: Module, requested: str) -> tuple[str, tuple[str, 
     if export.kind != ExternKind.FUNC:
         raise InitError(f"the module's `{export.name}` export is not a function")
     if module.func_type(export.index) != FuncType((), ()):
-        raise InitError(f"the module's `{export.name}` function must take no arguments and return nothing")
+        raise InitError(
+            f"the module's `{export.name}` function must take no arguments and return nothing"
+        )
     return export.name, notes
 
 
@@ -193,9 +199,9 @@ class _Probes:
         if module.data_count is not None and module.memories:
             at = b"\x42\x00" if module.memories[0].is64 else b"\x41\x00"
             memory = module.imported(ExternKind.MEMORY)
-            for i, seg in enumerate(module.data):
-                if seg.mode == "passive" and seg.length:
-                    code = at + _i32(seg.length) + _i32(0) + b"\xfc\x08" + uleb(i) + uleb(memory)
+            for i, data in enumerate(module.data):
+                if data.mode == "passive" and data.length:
+                    code = at + _i32(data.length) + _i32(0) + b"\xfc\x08" + uleb(i) + uleb(memory)
                     self._add(self.data, i, f"{RESERVED_PREFIX}probe_data_{i}", code, first_func)
         for i, seg in enumerate(module.elements):
             table = _table_for(module, seg.elem_type)
@@ -205,7 +211,9 @@ class _Probes:
                 code = at + _i32(seg.length) + _i32(0) + b"\xfc\x0c" + uleb(i) + uleb(index)
                 self._add(self.elem, i, f"{RESERVED_PREFIX}probe_elem_{i}", code, first_func)
 
-    def _add(self, kind: list[tuple[int, str]], i: int, export: str, code: bytes, first: int) -> None:
+    def _add(
+        self, kind: list[tuple[int, str]], i: int, export: str, code: bytes, first: int
+    ) -> None:
         body = b"\x00" + code + b"\x0b"  # no locals
         kind.append((i, export))
         self.exports.append(_export(export, ExternKind.FUNC, first + len(self.bodies)))

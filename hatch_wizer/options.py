@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DEFAULT_INIT_FUNC", "LEGACY_INIT_FUNC", "Features", "Preload", "Preopen", "WizenOptions"]
+__all__ = [
+    "DEFAULT_INIT_FUNC",
+    "LEGACY_INIT_FUNC",
+    "Features",
+    "Preload",
+    "Preopen",
+    "WizenOptions",
+]
 
 DEFAULT_INIT_FUNC = "wizer-initialize"
 LEGACY_INIT_FUNC = "wizer.initialize"

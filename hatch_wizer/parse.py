@@ -216,7 +216,7 @@ def parse_module(wasm: bytes) -> Module:
     sections = _split_sections(wasm)
     p = _Parsed(wasm)
     for sec in sections:
-        reader = _SECTION_READERS.get(sec.id)
+        reader = _SECTION_READERS.get(SectionId(sec.id)) if sec.id <= 13 else None
         if reader is not None:
             count, pos = read_uleb(wasm, sec.payload_start)
             for _ in range(count):
@@ -415,12 +415,16 @@ def read_const_expr(buf: bytes, pos: int, refs: list[int] | None = None) -> int:
         elif op == 0xFD:
             sub, pos = read_uleb(buf, pos)
             if sub != 12:
-                raise InvalidModule(f"non-constant instruction in constant expression at {start:#x}")
+                raise InvalidModule(
+                    f"non-constant instruction in constant expression at {start:#x}"
+                )
             pos += 16
         elif op == 0xFB:
             pos = _skip_gc_const(buf, pos, start)
         else:
-            raise InvalidModule(f"non-constant instruction {op:#x} in constant expression at {start:#x}")
+            raise InvalidModule(
+                f"non-constant instruction {op:#x} in constant expression at {start:#x}"
+            )
 
 
 def _skip_gc_const(buf: bytes, pos: int, start: int) -> int:
@@ -461,7 +465,9 @@ def _read_import(p: _Parsed, buf: bytes, pos: int) -> int:
         type_index, pos = read_uleb(buf, pos)
         p.imports.append(Import(module, name, ExternKind.TAG, type_index))
     else:
-        raise InvalidModule(f"unsupported import kind {kind:#x} for `{module}::{name}` at {start:#x}")
+        raise InvalidModule(
+            f"unsupported import kind {kind:#x} for `{module}::{name}` at {start:#x}"
+        )
     return pos
 
 

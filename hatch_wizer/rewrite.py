@@ -32,11 +32,15 @@ def rewrite(context: ModuleContext, snap: Snapshot) -> bytes:
         )
     if module.globals:
         new[SectionId.GLOBAL] = vector(
-            [_global(g.type_raw, g.valtype, snap.globals[g.index]) if g.mutable else g.raw
-             for g in module.globals]
+            [
+                _global(g.type_raw, g.valtype, snap.globals[g.index]) if g.mutable else g.raw
+                for g in module.globals
+            ]
         )
     if any(t.size != table.limits.minimum for t, table in zip(snap.tables, module.tables)):
-        new[SectionId.TABLE] = vector([_table(t, s.size) for t, s in zip(module.tables, snap.tables)])
+        new[SectionId.TABLE] = vector(
+            [_table(t, s.size) for t, s in zip(module.tables, snap.tables)]
+        )
     if snap.dropped_elems or any(t.changed for t in snap.tables):
         new[SectionId.ELEMENT] = vector(_elements(context, snap))
     if snap.segments or module.data:
@@ -134,7 +138,9 @@ def _elements(context: ModuleContext, snap: Snapshot) -> list[bytes]:
     for i, seg in enumerate(context.module.elements):
         if i in snap.dropped_elems:
             # An empty passive segment behaves exactly like a dropped one.
-            items.append(b"\x01\x00\x00" if seg.type_raw == b"\x70" else b"\x05" + seg.type_raw + b"\x00")
+            items.append(
+                b"\x01\x00\x00" if seg.type_raw == b"\x70" else b"\x05" + seg.type_raw + b"\x00"
+            )
         else:
             items.append(seg.raw)
     for table, state in zip(context.module.tables, snap.tables):

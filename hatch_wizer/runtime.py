@@ -12,6 +12,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,9 @@ class Runtime:
         with self._deadline():
             self._define_preloads(store, linker)
             linker.define_unknown_imports_as_traps(module)
-            instance = self._call("instantiating the module", lambda: linker.instantiate(store, module))
+            instance = self._call(
+                "instantiating the module", lambda: linker.instantiate(store, module)
+            )
             state = WasmtimeState(store, instance, context)
             if context.start is not None:
                 self._call("the start function", lambda: state.call(context.start or ""))
@@ -141,7 +144,9 @@ class Runtime:
         try:
             return run()
         except wasmtime.ExitTrap as e:
-            raise InitError(f"{what} exited (WASI proc_exit with code {e.code}) during init") from None
+            raise InitError(
+                f"{what} exited (WASI proc_exit with code {e.code}) during init"
+            ) from None
         except wasmtime.Trap as e:
             if e.trap_code == wasmtime.TrapCode.INTERRUPT:
                 raise InitError(
@@ -162,13 +167,19 @@ class Runtime:
             try:
                 source = Path(preload.path).read_bytes()
             except OSError as e:
-                raise ConfigError(f"cannot read preload `{preload.name}` ({e.strerror}: {preload.path})") from None
+                raise ConfigError(
+                    f"cannot read preload `{preload.name}` ({e.strerror}: {preload.path})"
+                ) from None
             try:
-                module = wasmtime.Module(self.engine, source if source[:1] == b"\0" else source.decode())
+                module = wasmtime.Module(
+                    self.engine, source if source[:1] == b"\0" else source.decode()
+                )
             except (wasmtime.WasmtimeError, UnicodeDecodeError) as e:
-                raise InvalidModule(f"preload `{preload.name}` ({preload.path}): {_message(e)}") from None
+                raise InvalidModule(
+                    f"preload `{preload.name}` ({preload.path}): {_message(e)}"
+                ) from None
             what = f"instantiating preload `{preload.name}`"
-            instance = self._call(what, lambda m=module: linker.instantiate(store, m))
+            instance = self._call(what, partial(linker.instantiate, store, module))
             linker.define_instance(store, preload.name, instance)
 
 
@@ -202,7 +213,7 @@ class WasmtimeState:
 
     def __init__(self, store: wasmtime.Store, instance: wasmtime.Instance, context: ModuleContext):
         self.store = store
-        self.exports = instance.exports(store)
+        self.exports: Any = instance.exports(store)
         self.context = context
         self._func_indices: dict[int, int] | None = None
         # Tables as instantiation left them, before start or init could change them.
@@ -213,7 +224,9 @@ class WasmtimeState:
 
     def global_value(self, name: str, valtype: str) -> int | None:
         raw = ffi.wasmtime_val_t()
-        ffi.wasmtime_global_get(self.store._context(), ctypes.byref(self.exports[name]._global), ctypes.byref(raw))
+        ffi.wasmtime_global_get(
+            self.store._context(), ctypes.byref(self.exports[name]._global), ctypes.byref(raw)
+        )
         try:
             if valtype == "i32" or valtype == "f32":
                 return int(raw.of.i32) & 0xFFFFFFFF
@@ -268,10 +281,17 @@ class WasmtimeState:
             func = raw.of.funcref
             if not getattr(func, "__private"):
                 return (_KIND_FUNCREF, 0)
-            return (_KIND_FUNCREF, int(ffi.wasmtime_func_to_raw(self.store._context(), ctypes.byref(func))))
+            return (
+                _KIND_FUNCREF,
+                int(ffi.wasmtime_func_to_raw(self.store._context(), ctypes.byref(func))),
+            )
         if raw.kind == _KIND_EXTERNREF:
             ref = raw.of.externref
-            null = not (getattr(ref, "__private1") or getattr(ref, "__private2") or getattr(ref, "__private3"))
+            null = not (
+                getattr(ref, "__private1")
+                or getattr(ref, "__private2")
+                or getattr(ref, "__private3")
+            )
             return (_KIND_EXTERNREF, 0 if null else -1)
         return (raw.kind, -1)  # a GC reference: no identity we can compare
 
@@ -291,7 +311,10 @@ class WasmtimeState:
                 )
             return index
         if kind == _KIND_EXTERNREF:
-            raise InitError(f"{where} holds a non-null externref (a host value), which a snapshot cannot reproduce")
+            raise InitError(
+                f"{where} holds a non-null externref (a host value), "
+                "which a snapshot cannot reproduce"
+            )
         raise InitError(f"{where} holds a GC reference, which a snapshot cannot reproduce")
 
     def _funcs(self) -> dict[int, int]:

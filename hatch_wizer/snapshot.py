@@ -57,7 +57,9 @@ class Snapshot:
 
 def take_snapshot(context: ModuleContext, state: InstanceState) -> Snapshot:
     module = context.module
-    globals_ = {index: state.global_value(name, valtype) for index, valtype, name in context.globals}
+    globals_ = {
+        index: state.global_value(name, valtype) for index, valtype, name in context.globals
+    }
     tables = tuple(state.table(name) for name in context.tables)
 
     pages = []
@@ -76,7 +78,9 @@ def take_snapshot(context: ModuleContext, state: InstanceState) -> Snapshot:
     contents = []
     for memory_name, memory_index in _memory_names(context):
         view = state.memory(memory_name)
-        contents += [(s, bytes(view[s.start : s.end])) for s in segments if s.memory == memory_index]
+        contents += [
+            (s, bytes(view[s.start : s.end])) for s in segments if s.memory == memory_index
+        ]
 
     dropped_data = frozenset(i for i, probe in context.data_probes if state.segment_dropped(probe))
     dropped_elems = frozenset(i for i, probe in context.elem_probes if state.segment_dropped(probe))
