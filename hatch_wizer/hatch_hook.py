@@ -78,12 +78,15 @@ class WizerBuildHook(BuildHookInterface[BuilderConfig]):
         # Modules that earlier hooks force-included are found under their wheel paths.
         forced = {dst: Path(root, src) for src, dst in force_include.items()}
         generated = {dst: src for dst, src in forced.items() if src.is_file()}
+        done: set[str] = set()
         for module in find_modules(config, generated=generated):
             in_wheel = module.name in generated
             dist_path = module.name if in_wheel else self.build_config.get_distribution_path(
                 module.name
             )
-            self.app.display_waiting(f"wizer: wizening {module.name}")
+            if dist_path in done:  # matched both as a project file and as a wheel path
+                continue
+            done.add(dist_path)
             data, result = wizen_module(module, report=self._stage)
             out = tmp / dist_path
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -169,7 +169,9 @@ def main_build(argv: Sequence[str]) -> int:
     return 0
 
 
-def _build_one(module: ModuleFile, root: Path, out_dir: Path, *, force: bool, say: Reporter) -> None:
+def _build_one(
+    module: ModuleFile, root: Path, out_dir: Path, *, force: bool, say: Reporter
+) -> None:
     out = out_dir / module.name
     stamp = out.with_name(out.name + STAMP_SUFFIX)
     digest = module_digest(module, root)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from distutils import log
 from pathlib import Path
+from typing import ClassVar
 
 from setuptools import Command, Distribution
 
@@ -51,11 +52,11 @@ def finalize_distribution_options(dist: Distribution) -> None:
     )
 
 
-class build_wizer(Command):  # type: ignore[misc]  # noqa: N801 - setuptools names commands so
+class build_wizer(Command):  # type: ignore[misc]  # setuptools names commands in snake_case
     """Wizen `[tool.wizer]` modules from their source files into `build_lib`."""
 
     description = "pre-initialize the WebAssembly modules listed in [tool.wizer]"
-    user_options = [("build-lib=", "d", "directory of the files to put in the wheel")]
+    user_options: ClassVar = [("build-lib=", "d", "directory of the files to put in the wheel")]
 
     def initialize_options(self) -> None:
         self.build_lib: str | None = None
