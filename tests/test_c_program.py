@@ -156,14 +156,21 @@ def test_keep_init_func_keeps_the_export(core: Any, engine: wasmtime.Engine, ori
 
 
 def test_init_state_is_in_the_data_and_memory_grew(
-    engine: wasmtime.Engine, original: bytes, wizened: bytes
+    engine: wasmtime.Engine, instantiate: Callable[[bytes], Run], original: bytes, wizened: bytes
 ):
     wasmtime.Module.validate(engine, wizened)
     (memory,) = [e for e in wasmtime.Module(engine, wizened).exports if e.name == "memory"]
+    reference = instantiate(original)
+    reference.call(INIT)
+    live = reference.exports["memory"]
     # The sieve and the hash map need more than the 2 pages the program starts with.
-    assert memory.type.limits.min > 2
-    # The 300,000-byte sieve was freed: mostly zero, so the snapshot stays small.
-    assert len(wizened) < len(original) + 200_000
+    assert memory.type.limits.min == live.size(reference.store) > 2
+    # The snapshot costs about what the non-zero bytes of memory do, not the whole memory;
+    # short zero runs between them (the prime table's high bytes) are cheaper kept than split.
+    # (The Rust Wizer 11's output is 445,880 bytes: 36,893 + 1.16 x 351,233 non-zero.)
+    contents = live.read(reference.store)
+    nonzero = len(contents) - contents.count(0)
+    assert len(wizened) < len(original) + nonzero * 1.2
 
 
 def test_wizening_is_deterministic(core: Any, original: bytes, wizened: bytes):
