@@ -308,6 +308,7 @@ def build_all(
             wasm = fresh("regex.wasm", lambda o: _clang(o, SOURCES / "regex.c"))
             made.append(Workload(name, wasm, "C, 5 POSIX regexes (musl regcomp)", wasi=True))
         elif name == "uap":
+
             def uap(o: Path) -> Path:
                 total, kept = _uap_header(downloads.uap_regexes, inputs / "uap_regexes.h")
                 print(f"uap: {kept} of {total} regexes.yaml entries rewritten to POSIX ERE")

@@ -1,0 +1,142 @@
+"""Turns results.json into a markdown table and a PNG chart of ours / reference ratios."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["markdown", "ratios", "write_all"]
+
+REFERENCES = ("wizer11", "wasmtime")
+METRICS = (
+    ("wizen time, cold", "ours", "wall_s"),
+    ("wizen time, warm cache", "ours-warm", "wall_s"),
+    ("output size", "ours", "size"),
+    ("start-up", "ours", "startup_ms"),
+    ("peak RSS", "ours", "max_rss_mib"),
+)
+
+
+def _value(row: dict[str, Any], key: str) -> float | None:
+    if not row.get("ok"):
+        return None
+    if key == "size":
+        return float(row["output"]["size"])
+    return float(row[key])
+
+
+def ratios(results: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{workload: {metric: ours / best reference}}; the best reference is the smaller value
+    of Wizer 11 and `wasmtime wizer` (cold) among those that succeeded."""
+    table: dict[str, dict[str, float]] = {}
+    for wl in results["workloads"]:
+        tools = wl["tools"]
+        table[wl["name"]] = {}
+        for label, ours_key, key in METRICS:
+            ours = _value(tools.get(ours_key, {}), key)
+            refs = [v for r in REFERENCES if (v := _value(tools.get(r, {}), key)) is not None]
+            if ours is not None and refs and min(refs) > 0:
+                table[wl["name"]][label] = ours / min(refs)
+    return table
+
+
+def _ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    return f"{ms:,.0f} ms" if ms >= 100 else f"{ms:.1f} ms"
+
+
+def _size(n: int) -> str:
+    if n >= 1e6:
+        return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e3:.1f} KB" if n >= 1e3 else f"{n} B"
+
+
+def _startup(ms: float) -> str:
+    return f"{ms:.3f} ms" if ms < 10 else f"{ms:.1f} ms"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"Measured {m['date']} on {m['cpus']} cores ({m['platform']}), Python {m['python']}; "
+        f"wizen time = median of {results['runs']} runs (process wall time); start-up = median "
+        "of instantiate + first call (module compiled once, wasmtime-py); the original's "
+        "start-up includes `_initialize` + init.",
+        "",
+        "| workload | tool | wizen time | peak RSS | output | data segs | start-up | Python-side |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for wl in results["workloads"]:
+        inp = wl["input"]
+        lines.append(
+            f"| **{wl['name']}** ({wl['what']}) | original | - | - | {_size(inp['size'])} | "
+            f"{inp['data_segments']} | {_startup(wl['original_startup_ms'])} | - |"
+        )
+        for row in wl["tools"].values():
+            if not row.get("ok"):
+                lines.append(f"| | {row['label']} | fails: {row.get('error', '?')} | | | | | |")
+                continue
+            py = row.get("python_side_fraction")
+            mark = "" if row.get("same_result", True) else " ⚠ differs"
+            lines.append(
+                f"| | {row['label']} | {_ms(row['wall_s'])} | {row['max_rss_mib']:.0f} MiB | "
+                f"{_size(row['output']['size'])} | {row['output']['data_segments']:,} | "
+                f"{_startup(row['startup_ms'])}{mark} | "
+                f"{'' if py is None else f'{py:.0%}'} |"
+            )
+    table = ratios(results)
+    labels = [label for label, _, _ in METRICS]
+    lines += [
+        "",
+        "Ratios, ours / the better of Wizer 11 and `wasmtime wizer` (below 1 is better):",
+        "",
+        "| workload | " + " | ".join(labels) + " |",
+        "|---|" + "--:|" * len(labels),
+    ]
+    for name, row in table.items():
+        cells = [f"{row[label]:.2f}" if label in row else "-" for label in labels]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = ratios(results)
+    names = list(table)
+    labels = [label for label, _, _ in METRICS]
+    width = 0.8 / len(labels)
+    fig, ax = plt.subplots(figsize=(11, 4.8), dpi=110)
+    for i, label in enumerate(labels):
+        xs = [j + (i - (len(labels) - 1) / 2) * width for j in range(len(names))]
+        ys = [table[n].get(label, float("nan")) for n in names]
+        ax.bar(xs, ys, width, label=label)
+    ax.axhline(1.0, color="black", linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("hatch-wizer / best reference (log; < 1 is better)")
+    ax.set_title("hatch-wizer vs the Rust Wizer (Wizer 11, wasmtime wizer)")
+    ax.legend(fontsize=8, ncols=3)
+    ax.grid(axis="y", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_all(results: dict[str, Any], out: Path) -> None:
+    (out / "results.md").write_text(markdown(results))
+    chart(results, out / "ratios.png")
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+    from pathlib import Path
+
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "benches/results")
+    write_all(json.loads((folder / "results.json").read_text()), folder)

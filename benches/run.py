@@ -1,0 +1,148 @@
+"""Runs every workload through every tool and writes results.json, results.md and ratios.png.
+
+bash benches/run.sh [--workloads regex,uap] [--tools wizer11,ours] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+
+from benches import report
+from benches.fetch import fetch
+from benches.measure import module_info, run_tool, startup
+from benches.tools import TOOLS, stage_times, tool_command, tool_env
+from benches.workloads import ALL_NAMES, build_all
+
+HERE = Path(__file__).parent
+WORK = HERE / ".work"
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="benches.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", default=",".join(ALL_NAMES))
+    parser.add_argument("--tools", default=",".join(t.key for t in TOOLS))
+    parser.add_argument("--runs", type=int, default=5, help="wizening runs per tool (median)")
+    parser.add_argument("--startup-budget", type=float, default=3.0, help="seconds per module")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    return parser.parse_args(argv)
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "wasmtime-py": wasmtime.__version__ if hasattr(wasmtime, "__version__") else "?",
+        "cpus": len(__import__("os").sched_getaffinity(0)),
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    names = tuple(n for n in args.workloads.split(",") if n)
+    tools = [t for t in TOOLS if t.key in args.tools.split(",")]
+    downloads = fetch(WORK)
+    workloads = build_all(WORK, downloads, names)
+    args.out.mkdir(parents=True, exist_ok=True)
+    engine = wasmtime.Engine()  # start-up is measured with one default engine for all modules
+    results: dict[str, Any] = {"machine": _machine(), "runs": args.runs, "workloads": []}
+    for wl in workloads:
+        print(f"== {wl.name}: {wl.what}", flush=True)
+        original = startup(engine, wl.wasm, wl, run_init=True, budget=args.startup_budget)
+        entry: dict[str, Any] = {
+            "name": wl.name,
+            "what": wl.what,
+            "input": module_info(wl.wasm.read_bytes()).__dict__,
+            "original_startup_ms": original.median * 1e3,
+            "original_startup_runs": original.runs,
+            "first_call": f"{wl.first_call}{wl.first_args or '()'}",
+            "expected_result": original.result,
+            "tools": {},
+        }
+        print(f"   original: instantiate + init + first call {original.median * 1e3:.3f} ms"
+              f" -> {original.result}", flush=True)  # fmt: skip
+        by_hash: dict[str, Any] = {}
+        for tool in tools:
+            entry["tools"][tool.key] = row = _measure_tool(tool, downloads, wl, args.runs)
+            out = WORK / "out" / wl.name / f"{tool.key}.wasm"
+            if row["ok"]:
+                digest = hashlib.sha256(out.read_bytes()).hexdigest()
+                if digest not in by_hash:
+                    st = startup(engine, out, wl, run_init=False, budget=args.startup_budget)
+                    by_hash[digest] = (st.median * 1e3, st.result)
+                row["startup_ms"], result = by_hash[digest]
+                row["same_result"] = result == original.result
+                row["sha256"] = digest
+            print("  ", tool.key, _summary(row), flush=True)
+        results["workloads"].append(entry)
+        (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    report.write_all(results, args.out)
+    print(f"wrote {args.out}/results.json, results.md, ratios.png")
+    return 0
+
+
+def _measure_tool(tool: Any, downloads: Any, wl: Any, runs: int) -> dict[str, Any]:
+    out = WORK / "out" / wl.name / f"{tool.key}.wasm"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    cmd = tool_command(tool, downloads, wl, out)
+    row: dict[str, Any] = {"label": tool.label, "command": cmd, "ok": False}
+    warm_home = WORK / "cache-warm" / wl.name
+    if tool.warm:
+        shutil.rmtree(warm_home, ignore_errors=True)
+        warm_home.mkdir(parents=True)
+        first = run_tool(cmd, tool_env(warm_home))  # fills the cache; not measured
+        if first.returncode != 0:
+            row["error"] = first.stderr.strip().splitlines()[-1:] or ["?"]
+            return row
+    walls, rss, stages = [], [], []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(dir=WORK) as cold_home:
+            home = warm_home if tool.warm else Path(cold_home)
+            r = run_tool(cmd, tool_env(home))
+        if r.returncode != 0 or not out.exists():
+            row["error"] = (r.stderr.strip().splitlines() or ["no output"])[-1][:300]
+            return row
+        walls.append(r.wall)
+        rss.append(r.max_rss)
+        if tool.ours:
+            stages.append(stage_times(r.stderr))
+    info = module_info(out.read_bytes())
+    row.update(
+        ok=True,
+        wall_s=statistics.median(walls),
+        wall_all_s=walls,
+        max_rss_mib=max(rss) / 2**20,
+        output=info.__dict__,
+    )
+    if stages:
+        med = {k: statistics.median(s.get(k, 0.0) for s in stages) for k in stages[0]}
+        row["stages_s"] = med
+        engine_side = med.get("compile", 0.0) + med.get("init", 0.0)
+        row["python_side_fraction"] = max(0.0, 1 - engine_side / row["wall_s"])
+    return row
+
+
+def _summary(row: dict[str, Any]) -> str:
+    if not row["ok"]:
+        return f"FAILED: {row.get('error')}"
+    return (
+        f"{row['wall_s'] * 1e3:9.1f} ms  {row['max_rss_mib']:7.1f} MiB"
+        f"  {row['output']['size']:>11,} B  {row['output']['data_segments']:>6} segs"
+        f"  start-up {row['startup_ms']:.3f} ms  same result: {row['same_result']}"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
