@@ -94,7 +94,7 @@ class WizerBuildHook(BuildHookInterface[BuilderConfig]):
             for src in [s for s, d in force_include.items() if d == dist_path]:
                 del force_include[src]  # replace the earlier hook's mapping, not add a second
             force_include[str(out)] = dist_path
-            self.app.display_success(describe(result))
+            self.app.display_success(f"wizer: {describe(result)}")
 
     def _stage(self, line: str) -> None:
         self.app.display_debug(f"wizer: {line}")

@@ -1,0 +1,239 @@
+"""Tests for hatch_wizer.config: `[tool.wizer]` in, validated per-module options out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hatch_wizer.config import (
+    HATCH_RESERVED_KEYS,
+    find_modules,
+    load_config,
+    matches,
+    read_pyproject,
+)
+from hatch_wizer.errors import ConfigError
+from hatch_wizer.options import Features, Preload, Preopen, WizenOptions
+
+ROOT = Path("/project")
+
+
+def load(table: dict[str, object], **kwargs: object) -> list[WizenOptions]:
+    config = load_config({"tool": {"wizer": table}}, ROOT, **kwargs)  # type: ignore[arg-type]
+    assert config is not None
+    return [m.options for m in config.modules]
+
+
+def error(table: dict[str, object], **kwargs: object) -> str:
+    with pytest.raises(ConfigError) as e:
+        load(table, **kwargs)
+    return str(e.value)
+
+
+def test_no_table_means_not_configured() -> None:
+    assert load_config({"project": {"name": "x"}}, ROOT) is None
+    assert load_config({}, ROOT, overrides={"enable-by-default": False}) is None
+
+
+def test_every_key_maps_onto_wizen_options() -> None:
+    [options] = load(
+        {
+            "init-func": "init",
+            "renames": {"_start": "main"},
+            "keep-init-func": True,
+            "allow-wasi": True,
+            "inherit-stdio": False,
+            "inherit-env": True,
+            "env": {"LANG": "C"},
+            "preopens": {"/data": "assets", "/out": {"path": "tmp", "writable": True}},
+            "preload": {"helper": "wasm/helper.wasm"},
+            "wasm-simd": False,
+            "wasm-relaxed-simd": False,
+            "max-data-segments": 10,
+            "init-timeout": 5,
+            "reproducible": False,
+            "cache": False,
+            "modules": [{"path": "pkg/a.wasm"}],
+        }
+    )
+    assert options == WizenOptions(
+        init_func="init",
+        renames=(("_start", "main"),),
+        keep_init_func=True,
+        allow_wasi=True,
+        inherit_stdio=False,
+        inherit_env=True,
+        env=(("LANG", "C"),),
+        preopens=(
+            Preopen("/data", (ROOT / "assets").resolve()),
+            Preopen("/out", (ROOT / "tmp").resolve(), writable=True),
+        ),
+        preloads=(Preload("helper", ROOT / "wasm/helper.wasm"),),
+        features=Features(simd=False, relaxed_simd=False),
+        max_data_segments=10,
+        init_timeout=5.0,
+        reproducible=False,
+        cache=False,
+    )
+
+
+def test_builds_default_to_reproducible() -> None:
+    [options] = load({"modules": [{"path": "a.wasm"}]})
+    assert options == WizenOptions(reproducible=True)
+
+
+def test_module_keys_override_top_level_keys() -> None:
+    a, b = load(
+        {
+            "init-func": "init",
+            "wasm-simd": False,
+            "modules": [{"path": "a.wasm"}, {"path": "b.wasm", "init-func": "b", "wasm-gc": False}],
+        }
+    )
+    assert (a.init_func, a.features.simd, a.features.gc) == ("init", False, True)
+    assert (b.init_func, b.features.simd, b.features.gc) == ("b", False, False)
+
+
+def test_hook_table_overrides_key_by_key_and_hatch_keys_are_ignored() -> None:
+    overrides = dict.fromkeys(HATCH_RESERVED_KEYS, "anything") | {"allow-wasi": True}
+    [options] = load(
+        {"init-func": "init", "allow-wasi": False, "modules": ["a.wasm"]}, overrides=overrides
+    )
+    assert (options.init_func, options.allow_wasi) == ("init", True)
+
+
+def test_init_timeout_false_means_no_limit() -> None:
+    [options] = load({"init-timeout": False, "modules": ["a.wasm"]})
+    assert options.init_timeout is None
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            {"modules": [{"path": "a"}, {"path": "b", "init-func": 3}]},
+            "tool.wizer.modules[1].init-func must be a string",
+        ),
+        (
+            {"init_func": "x"},
+            "tool.wizer.init_func is not a known option (did you mean 'init-func'?)",
+        ),
+        (
+            {"modules": [{"path": "a", "wasm-smd": True}]},
+            "tool.wizer.modules[0].wasm-smd is not a known option (did you mean 'wasm-simd'?)",
+        ),
+        ({"modules": {"path": "a"}}, "tool.wizer.modules must be an array of tables"),
+        ({"modules": [{"init-func": "x"}]}, "tool.wizer.modules[0].path is required"),
+        (
+            {"modules": [{"path": "../x.wasm"}]},
+            "tool.wizer.modules[0].path must be a relative path inside the project",
+        ),
+        ({"modules": [3]}, "tool.wizer.modules[0] must be a table"),
+        ({"allow-wasi": "yes"}, "tool.wizer.allow-wasi must be a boolean"),
+        ({"renames": {"a": 1}}, "tool.wizer.renames.a must be a string"),
+        ({"renames": ["a=b"]}, 'tool.wizer.renames must be a table of dst = "src" strings'),
+        ({"env": {"A": True}}, "tool.wizer.env.A must be a string"),
+        (
+            {"preopens": {"data": "d"}},
+            "tool.wizer.preopens.data: guest path must be absolute (start with '/')",
+        ),
+        (
+            {"preopens": {"/d": {"path": "d", "writable": 1}}},
+            'tool.wizer.preopens."/d".writable must be a boolean',
+        ),
+        (
+            {"preopens": {"/d": {"host": "d"}}},
+            'tool.wizer.preopens."/d".host is not a known option',
+        ),
+        (
+            {"preopens": {"/d": 1}},
+            'tool.wizer.preopens."/d" must be a string or a table'
+            ' { path = "...", writable = true }',
+        ),
+        ({"max-data-segments": True}, "tool.wizer.max-data-segments must be an integer"),
+        ({"max-data-segments": 0}, "tool.wizer.max-data-segments must be at least 1"),
+        (
+            {"init-timeout": -1},
+            "tool.wizer.init-timeout must be a positive number of seconds, or false for no limit",
+        ),
+        ({"wasm-gc": "no"}, "tool.wizer.wasm-gc must be a boolean"),
+    ],
+)
+def test_errors_name_the_toml_path(table: dict[str, object], message: str) -> None:
+    assert error(table) == message
+
+
+def test_override_errors_name_the_hook_table() -> None:
+    where = "tool.hatch.build.targets.wheel.hooks.wizer"
+    assert error({}, overrides={"keep-init-func": 1}, overrides_where=where) == (
+        f"{where}.keep-init-func must be a boolean"
+    )
+    assert error({}, overrides={"modules": [{"path": 1}]}, overrides_where=where) == (
+        f"{where}.modules[0].path must be a string"
+    )
+
+
+def test_read_pyproject_reports_bad_toml(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.wizer\n")
+    with pytest.raises(ConfigError, match=r"pyproject\.toml: "):
+        read_pyproject(tmp_path)
+    with pytest.raises(ConfigError, match="no such file"):
+        read_pyproject(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "expected"),
+    [
+        ("pkg/*.wasm", "pkg/a.wasm", True),
+        ("pkg/*.wasm", "pkg/sub/a.wasm", False),
+        ("pkg/**/*.wasm", "pkg/a.wasm", True),
+        ("pkg/**/*.wasm", "pkg/x/y/a.wasm", True),
+        ("pkg/?.wasm", "pkg/ab.wasm", False),
+        ("pkg/a.wasm", "pkg/a.wasm", True),
+        ("pkg/a.wasm", "pkg/a_wasm", False),
+    ],
+)
+def test_matches(pattern: str, name: str, expected: bool) -> None:
+    assert matches(pattern, name) is expected
+
+
+def project(tmp_path: Path) -> None:
+    for name in ["src/pkg/a.wasm", "src/pkg/sub/b.wasm", "src/pkg/c.txt", ".venv/x/d.wasm"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"\0asm")
+
+
+def names(tmp_path: Path, modules: list[object], **kwargs: object) -> list[str]:
+    project(tmp_path)
+    config = load_config({"tool": {"wizer": {"modules": modules}}}, tmp_path)
+    assert config is not None
+    return [m.name for m in find_modules(config, **kwargs)]  # type: ignore[arg-type]
+
+
+def test_find_modules_expands_globs_sorted_and_skips_hidden_dirs(tmp_path: Path) -> None:
+    assert names(tmp_path, ["**/*.wasm"]) == ["src/pkg/a.wasm", "src/pkg/sub/b.wasm"]
+    assert names(tmp_path, ["src/pkg/a.wasm"]) == ["src/pkg/a.wasm"]
+
+
+def test_find_modules_matches_generated_wheel_paths(tmp_path: Path) -> None:
+    generated = {"pkg/gen.wasm": tmp_path / "elsewhere.wasm"}
+    assert names(tmp_path, ["pkg/*.wasm"], generated=generated) == ["pkg/gen.wasm"]
+
+
+def test_find_modules_skips_excluded_dirs(tmp_path: Path) -> None:
+    assert names(tmp_path, ["**/*.wasm"], exclude=[tmp_path / "src/pkg/sub"]) == ["src/pkg/a.wasm"]
+
+
+def test_a_pattern_matching_nothing_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        names(tmp_path, ["src/pkg/a.wasm", "src/*.wasm"])
+    assert str(e.value) == "tool.wizer.modules[1].path: no file matches 'src/*.wasm'"
+
+
+def test_a_file_claimed_by_two_entries_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        names(tmp_path, ["src/pkg/a.wasm", {"path": "src/**/*.wasm", "init-func": "x"}])
+    assert str(e.value) == (
+        "tool.wizer.modules[1].path: src/pkg/a.wasm is also matched by tool.wizer.modules[0].path"
+    )
