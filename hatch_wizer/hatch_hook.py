@@ -81,8 +81,8 @@ class WizerBuildHook(BuildHookInterface[BuilderConfig]):
         done: set[str] = set()
         for module in find_modules(config, generated=generated):
             in_wheel = module.name in generated
-            dist_path = module.name if in_wheel else self.build_config.get_distribution_path(
-                module.name
+            dist_path = (
+                module.name if in_wheel else self.build_config.get_distribution_path(module.name)
             )
             if dist_path in done:  # matched both as a project file and as a wheel path
                 continue

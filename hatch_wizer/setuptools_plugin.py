@@ -76,7 +76,9 @@ class build_wizer(Command):  # type: ignore[misc]  # setuptools names commands i
             log.info(f"{COMMAND}: {describe(result)}")
 
     def get_source_files(self) -> list[str]:
-        return [str(m.source) for m, _ in self._plan()]
+        # Not via `_plan()`: sdist asks during egg_info, before build_py may be consulted.
+        root = _root(self.distribution)
+        return [str(m.source.relative_to(root)) for m in self._modules(root)]
 
     def get_outputs(self) -> list[str]:
         return [] if self.editable_mode else [str(d) for _, d in self._plan()]
@@ -87,21 +89,25 @@ class build_wizer(Command):  # type: ignore[misc]  # setuptools names commands i
     def _plan(self) -> list[tuple[ModuleFile, Path]]:
         """Each configured module with its destination, from build_py's package-data map."""
         root = _root(self.distribution)
-        config = load_config(read_pyproject(root), root)
-        if config is None:
-            return []
+        modules = self._modules(root)
         build_py = self.get_finalized_command("build_py")
         outputs = {
             Path(root, src).resolve(): Path(dst)
             for dst, src in build_py.get_output_mapping().items()
         }
         plan = []
-        for module in find_modules(config, exclude=[Path(self.build_lib or "build")]):
+        for module in modules:
             dest = outputs.get(module.source.resolve())
             if dest is None:
                 raise _not_package_data(module)
             plan.append((module, dest))
         return plan
+
+    def _modules(self, root: Path) -> list[ModuleFile]:
+        config = load_config(read_pyproject(root), root)
+        if config is None:
+            return []
+        return find_modules(config, exclude=[Path(self.build_lib or "build")])
 
 
 def _not_package_data(module: ModuleFile) -> WizerError:

@@ -1,0 +1,166 @@
+"""Tests for `hatch-wizer build` (hatch_wizer.project), with the real engine on a tiny module."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import wasmtime
+
+from hatch_wizer import project
+from hatch_wizer.config import find_modules, load_config, read_pyproject
+from hatch_wizer.project import main_build, module_digest
+
+WAT = """
+(module
+  (memory (export "memory") 1)
+  (global $g (mut i32) (i32.const 0))
+  (func (export "wizer-initialize")
+    (global.set $g (i32.const 42))
+    (i32.store (i32.const 16) (i32.const 7)))
+  (func (export "get") (result i32)
+    (i32.add (global.get $g) (i32.load (i32.const 16)))))
+"""
+
+PYPROJECT = """\
+[project]
+name = "pkg"
+version = "1.0"
+
+[tool.wizer]
+{extra}
+modules = [{{ path = "pkg/*.wasm" }}]
+"""
+
+
+def make_project(root: Path, extra: str = "") -> Path:
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg/mod.wasm").write_bytes(wasmtime.wat2wasm(WAT))
+    (root / "pyproject.toml").write_text(PYPROJECT.format(extra=extra))
+    return root
+
+
+def run_get(path: Path) -> tuple[int, list[str]]:
+    """Call `get` without running init; also list the module's exports."""
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    module = wasmtime.Module.from_file(engine, str(path))
+    exports = wasmtime.Instance(store, module, []).exports(store)
+    return exports["get"](store), [e.name for e in module.exports]
+
+
+def test_writes_initialized_modules_under_build_wizer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_project(tmp_path)
+    assert main_build(["--project", str(root)]) == 0
+    out = root / "build/wizer/pkg/mod.wasm"
+    value, exports = run_get(out)
+    assert value == 49
+    assert "wizer-initialize" not in exports
+    assert (root / "build/wizer/pkg/mod.wasm.wizer-hash").is_file()
+    assert capsys.readouterr().out.startswith("pkg/mod.wasm: ")
+
+
+def test_up_to_date_output_is_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project(tmp_path)
+    assert main_build(["--project", str(root)]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(project, "_engine", lambda: pytest.fail("wizened again"))
+    assert main_build(["--project", str(root)]) == 0
+    assert capsys.readouterr().out == "pkg/mod.wasm: up to date\n"
+
+
+@pytest.mark.parametrize("change", ["input", "options", "tool", "output"])
+def test_any_change_rebuilds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    root = make_project(tmp_path)
+    assert main_build(["--project", str(root)]) == 0
+    if change == "input":
+        (root / "pkg/mod.wasm").write_bytes(wasmtime.wat2wasm(WAT.replace("42", "1")))
+    elif change == "options":
+        (root / "pyproject.toml").write_text(PYPROJECT.format(extra="keep-init-func = true"))
+    elif change == "tool":
+        monkeypatch.setattr(project, "__version__", "999")
+    else:
+        (root / "build/wizer/pkg/mod.wasm").unlink()
+    capsys.readouterr()
+    assert main_build(["--project", str(root)]) == 0
+    assert "up to date" not in capsys.readouterr().out
+
+
+def test_out_dir_option(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p")
+    assert main_build(["--project", str(root), "--out-dir", str(tmp_path / "o"), "-q"]) == 0
+    assert run_get(tmp_path / "o/pkg/mod.wasm")[0] == 49
+
+
+def test_outputs_are_not_taken_for_inputs(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    (root / "pyproject.toml").write_text(
+        PYPROJECT.replace("pkg/*.wasm", "**/*.wasm").format(extra="")
+    )
+    assert main_build(["--project", str(root), "-q"]) == 0
+    assert main_build(["--project", str(root), "-q"]) == 0
+    assert not (root / "build/wizer/build").exists()
+
+
+def test_failure_exits_1_and_leaves_no_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_project(tmp_path, extra='init-func = "missing"')
+    assert main_build(["--project", str(root)]) == 1
+    assert capsys.readouterr().err.startswith("hatch-wizer build: error: ")
+    assert not (root / "build/wizer/pkg/mod.wasm").exists()
+
+
+def test_config_error_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_project(tmp_path, extra="allow-wasi = 1")
+    assert main_build(["--project", str(root)]) == 1
+    assert capsys.readouterr().err == (
+        "hatch-wizer build: error: tool.wizer.allow-wasi must be a boolean\n"
+    )
+
+
+def test_project_without_modules_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    assert main_build(["--project", str(tmp_path)]) == 1
+
+
+def test_usage_errors_exit_2_and_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main_build(["--bogus"]) == 2
+    assert main_build(["--help"]) == 0
+    assert "hatch-wizer build" in capsys.readouterr().out
+
+
+def test_digest_does_not_depend_on_the_checkout_path(tmp_path: Path) -> None:
+    extra = 'preopens = { "/data" = "data" }\npreload = { helper = "pkg/mod.wasm" }'
+    digests = []
+    for name in ["a", "b"]:
+        root = make_project(tmp_path / name, extra=extra)
+        (root / "data").mkdir()
+        (root / "data/table.txt").write_text("1 2 3")
+        config = load_config(read_pyproject(root), root)
+        assert config is not None
+        [module] = find_modules(config)
+        digests.append(module_digest(module, root))
+    assert digests[0] == digests[1]
+    (tmp_path / "b/data/table.txt").write_text("changed")
+    assert module_digest(module, tmp_path / "b") != digests[0]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_works_as_a_make_recipe(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    (root / "Makefile").write_text(f"all:\n\t{sys.executable} -m hatch_wizer build -q\n")
+    assert subprocess.run(["make", "-s"], cwd=root).returncode == 0
+    (root / "pyproject.toml").write_text(PYPROJECT.format(extra="init-func = 3"))
+    result = subprocess.run(["make", "-s"], cwd=root, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "tool.wizer.init-func must be a string" in result.stderr
