@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import wasmtime
 from wasmtime import _ffi as ffi
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from benches.workloads import Workload
 
 __all__ = ["ModuleInfo", "Startup", "ToolRun", "module_info", "run_tool", "startup"]
@@ -24,25 +24,41 @@ __all__ = ["ModuleInfo", "Startup", "ToolRun", "module_info", "run_tool", "start
 
 @dataclass(frozen=True)
 class ToolRun:
-    """One process: wall seconds, peak RSS in bytes, exit status and the tail of stderr."""
+    """One process: wall seconds, peak RSS in bytes, exit status, stdout and stderr's tail."""
 
     wall: float
     max_rss: int
     returncode: int
+    stdout: str
     stderr: str
 
 
+# Linux carries a parent's peak RSS into a child it forks (through exec), so a child spawned
+# by this (large) process would report at least our own peak. GNU time forks from a small
+# process, so its figure is the tool's own.
+_GNU_TIME = shutil.which("time") if Path("/usr/bin/time").exists() else None
+
+
 def run_tool(cmd: list[str], env: dict[str, str] | None = None) -> ToolRun:
-    """Runs cmd with stdout discarded; RSS comes from the child's own rusage (wait4)."""
-    with tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        tail = err.read()[-2000:].decode(errors="replace")
-    return ToolRun(wall, usage.ru_maxrss * 1024, proc.returncode, tail)
+    """Runs cmd; wall time from here, peak RSS from GNU time (else from wait4)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rss_file = Path(tmp) / "rss"
+        full = [str(_GNU_TIME), "-f", "%M", "-o", str(rss_file), *cmd] if _GNU_TIME else cmd
+        with open(Path(tmp) / "out", "w+b") as out, open(Path(tmp) / "err", "w+b") as err:
+            start = time.perf_counter()
+            proc = subprocess.Popen(full, stdout=out, stderr=err, env=env)
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - start
+            out.seek(0)
+            err.seek(0)
+            stdout = out.read().decode(errors="replace")
+            tail = err.read()[-4000:].decode(errors="replace")
+        max_rss = usage.ru_maxrss * 1024
+        if _GNU_TIME and rss_file.exists():
+            text = rss_file.read_text().strip().splitlines()
+            if text and text[-1].isdigit():
+                max_rss = int(text[-1]) * 1024
+    return ToolRun(wall, max_rss, os.waitstatus_to_exitcode(status), stdout, tail)
 
 
 # -- The data section ------------------------------------------------------------------------

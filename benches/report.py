@@ -12,6 +12,7 @@ __all__ = ["markdown", "ratios", "write_all"]
 REFERENCES = ("wizer11", "wasmtime")
 METRICS = (
     ("wizen time, cold", "ours", "wall_s"),
+    ("wizen() in-process, cold", "ours-lib", "wall_s"),
     ("wizen time, warm cache", "ours-warm", "wall_s"),
     ("output size", "ours", "size"),
     ("start-up", "ours", "startup_ms"),

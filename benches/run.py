@@ -116,7 +116,11 @@ def _measure_tool(tool: Any, downloads: Any, wl: Any, runs: int) -> dict[str, An
             return row
         walls.append(r.wall)
         rss.append(r.max_rss)
-        if tool.ours:
+        if tool.key == "ours-lib":
+            timed = json.loads(r.stdout.strip().splitlines()[-1])
+            walls[-1] = timed["seconds"]
+            stages.append(timed["stages"])
+        elif tool.ours:
             stages.append(stage_times(r.stderr))
     info = module_info(out.read_bytes())
     row.update(

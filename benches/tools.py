@@ -32,6 +32,8 @@ TOOLS = (
     Tool("wasmtime", "wasmtime wizer 49 (-C cache=n)", ours=False),
     Tool("ours", "hatch-wizer (cold cache)", ours=True),
     Tool("ours-warm", "hatch-wizer (warm cache)", ours=True, warm=True),
+    # wizen() in a process that has already imported hatch_wizer: what a build hook pays.
+    Tool("ours-lib", "hatch-wizer wizen() in-process (cold)", ours=True),
 )
 
 
@@ -55,6 +57,10 @@ def tool_command(tool: Tool, downloads: Downloads, wl: Workload, out: Path) -> l
         for guest, host in wl.mapdirs:
             cmd += ["--dir", f"{host}::{guest}"]
         return [*cmd, "-f", wl.init_func, "-o", str(out), str(wl.wasm)]
+    if tool.key == "ours-lib":
+        maps = [f"{guest}::{host}" for guest, host in wl.mapdirs]
+        return [sys.executable, "-m", "benches.inproc", str(wl.wasm), str(out), wl.init_func,
+                "1" if wl.wasi else "0", *maps]  # fmt: skip
     # hatch-wizer, through the installed package in this interpreter; -v reports stage times.
     cmd = [sys.executable, "-m", "hatch_wizer", "-v", str(wl.wasm), "-o", str(out)]
     cmd += ["-f", wl.init_func]
