@@ -59,6 +59,7 @@ def instrument_module(module: Module, options: WizenOptions) -> tuple[ModuleCont
     _check_memories(module)
     _check_globals(module)
     init_func, notes = _resolve_init_func(module, options.init_func)
+    _check_renames(module, options, init_func)
     call_initialize = _exports_func(module, INITIALIZE) and init_func != INITIALIZE
 
     globals_ = tuple(
@@ -153,8 +154,10 @@ def _check_memories(module: Module) -> None:
 def _check_globals(module: Module) -> None:
     for g in module.globals:
         if g.mutable and g.valtype not in (FUNCREF, EXTERNREF, "i32", "i64", "f32", "f64", "v128"):
+            shown = "`anyref`" if g.type_raw == b"\x6e" else "(a typed or GC reference)"
             raise UnsupportedModule(
-                f"mutable global {g.index} holds a GC reference, which cannot be snapshotted"
+                f"mutable global {g.index} has reference type {shown}; only funcref and "
+                "externref globals can be snapshotted"
             )
 
 
@@ -173,6 +176,25 @@ def _resolve_init_func(module: Module, requested: str) -> tuple[str, tuple[str, 
             f"the module's `{export.name}` function must take no arguments and return nothing"
         )
     return export.name, notes
+
+
+def _check_renames(module: Module, options: WizenOptions, init_func: str) -> None:
+    sources: set[str] = set()
+    targets: set[str] = set()
+    for dst, src in options.renames:
+        if module.export(src) is None:
+            raise InitError(f"rename source `{src}` is not an export of the module")
+        if src == init_func and not options.keep_init_func:
+            raise InitError(
+                f"cannot rename `{src}`: it is the init function, which the output drops "
+                "(add --keep-init-func)"
+            )
+        if dst in targets:
+            raise InitError(f"more than one export is renamed to `{dst}`")
+        if src in sources:
+            raise InitError(f"`{src}` is renamed more than once")
+        sources.add(src)
+        targets.add(dst)
 
 
 def _referenceable_funcs(module: Module) -> list[int]:
