@@ -106,11 +106,12 @@ def read_pyproject(root: Path) -> dict[str, object]:
     path = root / "pyproject.toml"
     try:
         with path.open("rb") as f:
-            return tomllib.load(f)
+            data: dict[str, object] = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from e
+    return data
 
 
 def load_config(
