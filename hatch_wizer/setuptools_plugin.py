@@ -6,8 +6,8 @@ hatch-wizer is installed, so it does nothing unless the project has a `[tool.wiz
 
 from __future__ import annotations
 
+import logging
 import os
-from distutils import log
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,6 +20,8 @@ from .project import describe, wizen_module, write_atomic
 __all__ = ["build_wizer", "finalize_distribution_options"]
 
 COMMAND = "build_wizer"
+# setuptools routes its own messages through the root logger and sets its level from -v/-q.
+log = logging.getLogger(__name__)
 EDITABLE_HINT = (
     "editable install: modules are not wizened (the package loads them from the source "
     "tree); run `hatch-wizer build` to wizen them by hand"
@@ -67,7 +69,7 @@ class build_wizer(Command):  # type: ignore[misc]  # setuptools names commands i
 
     def run(self) -> None:
         if self.editable_mode:
-            log.warn(f"{COMMAND}: {EDITABLE_HINT}")
+            log.warning(f"{COMMAND}: {EDITABLE_HINT}")
             return
         for module, dest in self._plan():
             # Always from the source file: build_lib may hold last build's wizened copy.
