@@ -6,6 +6,8 @@ which file is read, where the output lands, what is cleaned up and what is print
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tarfile
 import tempfile
 import zipfile
@@ -211,3 +213,12 @@ def test_inert_without_tool_wizer(
     (root / "pyproject.toml").write_text(text[: text.index("[tool.wizer]")])
     assert wheel_files(build(root))["pkg/mod.wasm"] == ORIGINAL
     assert "no [tool.wizer] table" in capfd.readouterr().err
+
+
+def test_importing_the_entry_points_does_not_load_the_engine() -> None:
+    # hatchling imports every `hatch` entry point; setuptools calls every finalize hook.
+    code = (
+        "import sys, hatch_wizer.hatch_hook, hatch_wizer.setuptools_plugin\n"
+        "assert 'wasmtime' not in sys.modules and 'hatch_wizer.core' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
