@@ -1,10 +1,11 @@
 """Find a memory's non-zero regions and lay them out as data segments of least encoded size.
 
 The scan runs at memory speed on a zero-copy view: libc `memcmp` skips all-zero pages, and only
-runs of non-zero pages are copied out and split with `bytes.find`. Splits are chosen by their
-real encoded cost (flag, offset expression, length), then the smallest gaps are merged while
-the module holds more segments than engines accept, and while a memory is too sparse for
-wasmtime to map it copy-on-write but could cheaply be made dense enough.
+runs of non-zero pages are copied out and split with `bytes.find`, one Python step per
+segment. Splits are chosen by their real encoded cost (flag, offset expression, length); then
+the smallest gaps are merged while a memory is too sparse for wasmtime to map it copy-on-write
+but could cheaply be made dense enough, and while the module holds more segments than engines
+accept.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Final
 __all__ = ["Segment", "data_segment_overhead", "find_runs", "lay_out"]
 
 SCAN_PAGE: Final = 64 * 1024
+SMALL_PAGE: Final = 4096
 # Below this many zero bytes a split never pays: a segment costs at least 5 bytes
 # (flag, const opcode, 1-byte offset, end, 1-byte length).
 MIN_SPLIT_GAP: Final = 5
@@ -25,11 +27,11 @@ MIN_SPLIT_GAP: Final = 5
 # or the extent is at most this size (`memory_guaranteed_dense_image_size`).
 DENSE_IMAGE_SIZE: Final = 16 * 1024 * 1024
 
+# Pages sampled to estimate how long a gap must be to fit a segment budget.
+SAMPLE_PAGES: Final = 32
+
 _ZERO_PAGE: Final = bytes(SCAN_PAGE)
-_Z4K: Final = bytes(4096)
-_Z256: Final = bytes(256)
-_Z16: Final = bytes(16)
-_ZSPLIT: Final = bytes(MIN_SPLIT_GAP)
+_ZERO_BLOCKS: Final = tuple(bytes(1 << k) for k in range(15, 3, -1))
 
 _libc = ctypes.CDLL(None)
 _memcmp = _libc.memcmp
@@ -80,91 +82,110 @@ def _address(view: memoryview) -> tuple[int, object]:
 
 
 def _nonzero_page_runs(address: int, size: int) -> Iterator[tuple[int, int]]:
-    """Maximal runs `[start, end)` of 64 KiB pages that hold a non-zero byte."""
+    """Maximal runs `[start, end)` of 4 KiB pages that hold a non-zero byte; all-zero 64 KiB
+    pages are skipped with one comparison."""
     run_start = -1
-    for offset in range(0, size, SCAN_PAGE):
-        length = min(SCAN_PAGE, size - offset)
-        if _memcmp(address + offset, _ZERO_PAGE_ADDR, length) != 0:
-            if run_start < 0:
-                run_start = offset
-        elif run_start >= 0:
-            yield run_start, offset
-            run_start = -1
+    for big in range(0, size, SCAN_PAGE):
+        if _memcmp(address + big, _ZERO_PAGE_ADDR, min(SCAN_PAGE, size - big)) == 0:
+            if run_start >= 0:
+                yield run_start, big
+                run_start = -1
+            continue
+        for offset in range(big, min(big + SCAN_PAGE, size), SMALL_PAGE):
+            if _memcmp(address + offset, _ZERO_PAGE_ADDR, min(SMALL_PAGE, size - offset)) != 0:
+                if run_start < 0:
+                    run_start = offset
+            elif run_start >= 0:
+                yield run_start, offset
+                run_start = -1
     if run_start >= 0:
         yield run_start, size
 
 
 def _next_nonzero(chunk: bytes, pos: int) -> int:
     """The first non-zero byte at or after `pos` (or len(chunk)), at memcmp speed."""
-    n = len(chunk)
-    while chunk.startswith(_Z4K, pos):
-        pos += 4096
-    while chunk.startswith(_Z256, pos):
-        pos += 256
-    while chunk.startswith(_Z16, pos):
-        pos += 16
+    piece = chunk[pos : pos + 32]
+    rest = piece.lstrip(b"\0")
+    if rest:  # the common case: a short gap
+        return pos + len(piece) - len(rest)
+    pos += len(piece)
+    while chunk.startswith(_ZERO_PAGE, pos):
+        pos += SCAN_PAGE
+    # Halving blocks: after a block size fails, at most one block of each smaller size fits.
+    for block in _ZERO_BLOCKS:
+        if chunk.startswith(block, pos):
+            pos += len(block)
     tail = chunk[pos : pos + 16]
-    return min(n, pos + len(tail) - len(tail.lstrip(b"\0")))
+    return min(len(chunk), pos + len(tail) - len(tail.lstrip(b"\0")))
 
 
-def find_runs(view: memoryview) -> list[tuple[int, int]]:
-    """Non-zero runs of the memory, split only at gaps of at least MIN_SPLIT_GAP zero bytes."""
-    address, _keep = _address(view)
+def _scan(
+    address: int, start: int, end: int, split: int, gaps: list[int] | None = None
+) -> list[tuple[int, int]]:
+    """Runs in memory `[start, end)` separated by at least `split` zero bytes; the lengths of
+    the separating gaps go to `gaps` if given."""
+    chunk = ctypes.string_at(address + start, end - start)
+    zeros = bytes(split)
     runs = []
-    for page_start, page_end in _nonzero_page_runs(address, view.nbytes):
-        chunk = ctypes.string_at(address + page_start, page_end - page_start)
-        pos = _next_nonzero(chunk, 0)
-        while pos < len(chunk):
-            end = chunk.find(_ZSPLIT, pos)
-            if end < 0:
-                end = len(chunk)
-            runs.append((page_start + pos, page_start + end))
-            pos = _next_nonzero(chunk, end)
+    pos = _next_nonzero(chunk, 0)
+    while pos < len(chunk):
+        stop = chunk.find(zeros, pos)
+        if stop < 0:
+            stop = len(chunk)
+        runs.append((start + pos, start + stop))
+        pos = _next_nonzero(chunk, stop + split)
+        if gaps is not None and pos < len(chunk):
+            gaps.append(pos - stop)
     return runs
 
 
-@dataclass
-class _Memory:
-    index: int
-    is64: bool
-    runs: list[tuple[int, int]]
+def _threshold_for(address: int, pages: list[int], size: int, split: int, budget: int) -> int:
+    """The least gap worth splitting that leaves about `budget` runs, estimated on a sample of
+    pages: finding a million runs only to merge most of them back costs seconds in Python."""
+    step = max(1, len(pages) // SAMPLE_PAGES)
+    gaps: list[int] = []
+    for page in pages[::step]:
+        _scan(address, page, min(page + SCAN_PAGE, size), split, gaps)
+    allowed = int(0.9 * budget / step)
+    if len(gaps) <= allowed:
+        return split
+    gaps.sort(reverse=True)
+    return max(split, gaps[allowed] + 1)
 
 
-def _merge_cheap_gaps(memory: int, runs: list[tuple[int, int]], is64: bool) -> list[list[int]]:
-    """Greedily join neighbours whenever one segment encodes smaller than two."""
-    merged: list[list[int]] = []
-    for start, end in runs:
-        if merged:
-            last = merged[-1]
-            split = (
-                data_segment_overhead(memory, last[0], last[1] - last[0], is64)
-                + data_segment_overhead(memory, start, end - start, is64)
-                + (last[1] - last[0])
-                + (end - start)
-            )
-            joined = data_segment_overhead(memory, last[0], end - last[0], is64) + end - last[0]
-            if joined <= split:
-                last[1] = end
-                continue
-        merged.append([start, end])
-    return merged
+def find_runs(
+    view: memoryview, memory: int = 0, is64: bool = False, budget: int | None = None
+) -> list[tuple[int, int]]:
+    """Non-zero runs of the memory, joined across every gap too short to pay for a segment.
+
+    A gap is split when it is at least as long as the header of the segment that would follow
+    it (priced at the memory's end, so at most 2 bytes off the exact cost at lower offsets).
+    With a `budget` of segments, gaps are split only from a length that keeps about that many.
+    """
+    address, _keep = _address(view)
+    page_runs = list(_nonzero_page_runs(address, view.nbytes))
+    split = max(MIN_SPLIT_GAP, data_segment_overhead(memory, view.nbytes, 1, is64))
+    if budget is not None:
+        pages = [p for start, end in page_runs for p in range(start, end, SCAN_PAGE)]
+        split = _threshold_for(address, pages, view.nbytes, split, budget)
+    runs = []
+    for start, end in page_runs:
+        runs += _scan(address, start, end, split)
+    return runs
 
 
-def _merge_smallest_gaps(segments: list[list[int]], count: int, memories: list[int]) -> None:
-    """Merge the `count` smallest gaps between same-memory neighbours (ties: lowest offset)."""
-    gaps = [
-        (segments[i + 1][0] - segments[i][1], memories[i], i)
-        for i in range(len(segments) - 1)
-        if memories[i] == memories[i + 1]
-    ]
-    chosen = sorted(i for _, _, i in heapq.nsmallest(count, gaps))
-    for i in reversed(chosen):
-        segments[i][1] = segments[i + 1][1]
-        del segments[i + 1]
-        del memories[i + 1]
+def _merge_gaps(segments: list[tuple[int, int]], chosen: set[int]) -> list[tuple[int, int]]:
+    """Join segment i with segment i + 1 for every i in `chosen`."""
+    out: list[tuple[int, int]] = []
+    for i, (start, end) in enumerate(segments):
+        if i - 1 in chosen:
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
 
 
-def _dense_enough(segments: list[list[int]]) -> bool:
+def _dense_enough(segments: list[tuple[int, int]]) -> bool:
     if not segments:
         return True
     extent = segments[-1][1] - segments[0][0]
@@ -172,41 +193,39 @@ def _dense_enough(segments: list[list[int]]) -> bool:
     return extent <= DENSE_IMAGE_SIZE or 2 * data >= extent
 
 
-def _densify(segments: list[list[int]]) -> list[list[int]]:
+def _densify(segments: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Merge smallest gaps until wasmtime can map the memory copy-on-write, if that at most
     doubles the data; a sparse memory is cheaper as separate segments."""
     if _dense_enough(segments):
         return segments
     data = sum(end - start for start, end in segments)
-    extent = segments[-1][1] - segments[0][0]
-    needed_zeros = (extent + 1) // 2 - data
+    needed_zeros = (segments[-1][1] - segments[0][0] + 1) // 2 - data
     if needed_zeros > data:
         return segments
+    chosen = set()
     gaps = sorted((segments[i + 1][0] - segments[i][1], i) for i in range(len(segments) - 1))
-    merge: set[int] = set()
     for gap, i in gaps:
         if needed_zeros <= 0:
             break
-        merge.add(i)
+        chosen.add(i)
         needed_zeros -= gap
-    out = [list(segments[0])]
-    for i in range(1, len(segments)):
-        if i - 1 in merge:
-            out[-1][1] = segments[i][1]
-        else:
-            out.append(list(segments[i]))
-    return out
+    return _merge_gaps(segments, chosen)
 
 
-def lay_out(memories: list[tuple[int, bool, list[tuple[int, int]]]], limit: int) -> list[Segment]:
-    """Segments for every memory's runs, `(memory, is64, runs)`, at most `limit` in all."""
-    segments: list[list[int]] = []
-    owners: list[int] = []
-    for memory, is64, runs in memories:
-        merged = _densify(_merge_cheap_gaps(memory, runs, is64))
-        segments.extend(merged)
-        owners.extend([memory] * len(merged))
-    excess = len(segments) - max(limit, 0)
+def lay_out(memories: list[tuple[int, list[tuple[int, int]]]], limit: int) -> list[Segment]:
+    """Segments for every memory's runs, `(memory, runs)`, at most `limit` in all."""
+    per_memory = [(memory, _densify(runs)) for memory, runs in memories]
+    excess = sum(len(runs) for _, runs in per_memory) - max(limit, 0)
     if excess > 0:
-        _merge_smallest_gaps(segments, excess, owners)
-    return [Segment(m, s, e) for m, (s, e) in zip(owners, segments)]
+        # Merge the smallest gaps of all memories (ties: lowest memory, then offset).
+        gaps = [
+            (runs[i + 1][0] - runs[i][1], k, i)
+            for k, (_, runs) in enumerate(per_memory)
+            for i in range(len(runs) - 1)
+        ]
+        chosen = heapq.nsmallest(excess, gaps)
+        per_memory = [
+            (memory, _merge_gaps(runs, {i for _, kk, i in chosen if kk == k}))
+            for k, (memory, runs) in enumerate(per_memory)
+        ]
+    return [Segment(memory, start, end) for memory, runs in per_memory for start, end in runs]

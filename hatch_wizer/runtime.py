@@ -18,6 +18,7 @@ from typing import Any
 
 import wasmtime
 from wasmtime import _ffi as ffi
+from wasmtime._extern import wrap_extern
 
 from .errors import ConfigError, InitError, InvalidModule
 from .instrument import INITIALIZE, ModuleContext
@@ -213,19 +214,34 @@ class WasmtimeState:
 
     def __init__(self, store: wasmtime.Store, instance: wasmtime.Instance, context: ModuleContext):
         self.store = store
-        self.exports: Any = instance.exports(store)
+        self.instance = instance
         self.context = context
         self._func_indices: dict[int, int] | None = None
         # Tables as instantiation left them, before start or init could change them.
         self.initial_tables = {name: self._table_raw(name) for name in context.tables}
 
+    def export(self, name: str) -> Any:
+        """One export by name; `Instance.exports()` would cost time quadratic in their count."""
+        item = ffi.wasmtime_extern_t()
+        raw = name.encode()
+        found = ffi.wasmtime_instance_export_get(
+            self.store._context(),
+            ctypes.byref(self.instance._instance),
+            raw,
+            len(raw),
+            ctypes.byref(item),
+        )
+        if not found:
+            raise InitError(f"the instance has no export `{name}`")
+        return wrap_extern(item)
+
     def call(self, name: str) -> None:
-        self.exports[name](self.store)
+        self.export(name)(self.store)
 
     def global_value(self, name: str, valtype: str) -> int | None:
         raw = ffi.wasmtime_val_t()
         ffi.wasmtime_global_get(
-            self.store._context(), ctypes.byref(self.exports[name]._global), ctypes.byref(raw)
+            self.store._context(), ctypes.byref(self.export(name)._global), ctypes.byref(raw)
         )
         try:
             if valtype == "i32" or valtype == "f32":
@@ -240,7 +256,7 @@ class WasmtimeState:
             ffi.wasmtime_val_unroot(ctypes.byref(raw))
 
     def memory(self, name: str) -> memoryview:
-        memory = self.exports[name]
+        memory = self.export(name)
         size = memory.data_len(self.store)
         address = ctypes.cast(memory.data_ptr(self.store), ctypes.c_void_p).value or 0
         return memoryview((ctypes.c_ubyte * size).from_address(address)).cast("B")
@@ -265,7 +281,7 @@ class WasmtimeState:
 
     def _table_raw(self, name: str) -> list[tuple[int, int]]:
         """Each entry as (kind, identity); identity 0 is null."""
-        table = self.exports[name]
+        table = self.export(name)
         context = self.store._context()
         size = ffi.wasmtime_table_size(context, ctypes.byref(table._table))
         raw = ffi.wasmtime_val_t()
@@ -323,7 +339,7 @@ class WasmtimeState:
             self._func_indices = {}
             # Reversed, so that the lowest index wins when one function is reached twice.
             for index, name in reversed(self.context.funcs):
-                func = self.exports[name]
+                func = self.export(name)
                 raw = int(ffi.wasmtime_func_to_raw(context, ctypes.byref(func._func)))
                 self._func_indices[raw] = index
         return self._func_indices

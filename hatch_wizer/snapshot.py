@@ -62,13 +62,14 @@ def take_snapshot(context: ModuleContext, state: InstanceState) -> Snapshot:
     }
     tables = tuple(state.table(name) for name in context.tables)
 
+    limit = context.options.max_data_segments - len(module.data)
     pages = []
     runs = []
     for i, (name, limits) in enumerate(zip(context.memories, module.memories)):
         view = state.memory(name)
         pages.append(view.nbytes // limits.page_size)
-        runs.append((module.imported_memories + i, limits.is64, find_runs(view)))
-    limit = context.options.max_data_segments - len(module.data)
+        index = module.imported_memories + i
+        runs.append((index, find_runs(view, index, limits.is64, limit)))
     segments = lay_out(runs, limit)
     if len(segments) > limit:
         raise InitError(
