@@ -35,6 +35,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=5, help="wizening runs per tool (median)")
     parser.add_argument("--startup-budget", type=float, default=3.0, help="seconds per module")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--merge", action="store_true",
+        help="update the measured workloads/tools in an existing OUT/results.json",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -57,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     engine = wasmtime.Engine()  # start-up is measured with one default engine for all modules
     results: dict[str, Any] = {"machine": _machine(), "runs": args.runs, "workloads": []}
+    previous: dict[str, Any] = {}
+    if args.merge and (args.out / "results.json").exists():
+        results = json.loads((args.out / "results.json").read_text())
+        previous = {wl["name"]: wl for wl in results["workloads"]}
     for wl in workloads:
         print(f"== {wl.name}: {wl.what}", flush=True)
         original = startup(engine, wl.wasm, wl, run_init=True, budget=args.startup_budget)
@@ -68,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             "original_startup_runs": original.runs,
             "first_call": f"{wl.first_call}{wl.first_args or '()'}",
             "expected_result": original.result,
-            "tools": {},
+            "tools": dict(previous.get(wl.name, {}).get("tools", {})),
         }
         print(f"   original: instantiate + init + first call {original.median * 1e3:.3f} ms"
               f" -> {original.result}", flush=True)  # fmt: skip
@@ -85,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
                 row["same_result"] = result == original.result
                 row["sha256"] = digest
             print("  ", tool.key, _summary(row), flush=True)
-        results["workloads"].append(entry)
+        if wl.name in previous:
+            index = [w["name"] for w in results["workloads"]].index(wl.name)
+            results["workloads"][index] = entry
+        else:
+            results["workloads"].append(entry)
         (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     report.write_all(results, args.out)
     print(f"wrote {args.out}/results.json, results.md, ratios.png")
@@ -104,7 +116,7 @@ def _measure_tool(tool: Any, downloads: Any, wl: Any, runs: int) -> dict[str, An
         warm_home.mkdir(parents=True)
         first = run_tool(cmd, tool_env(warm_home))  # fills the cache; not measured
         if first.returncode != 0:
-            row["error"] = first.stderr.strip().splitlines()[-1:] or ["?"]
+            row["error"] = _error_text(first.stderr)
             return row
     walls, rss, stages = [], [], []
     for _ in range(runs):
@@ -112,7 +124,7 @@ def _measure_tool(tool: Any, downloads: Any, wl: Any, runs: int) -> dict[str, An
             home = warm_home if tool.warm else Path(cold_home)
             r = run_tool(cmd, tool_env(home))
         if r.returncode != 0 or not out.exists():
-            row["error"] = (r.stderr.strip().splitlines() or ["no output"])[-1][:300]
+            row["error"] = _error_text(r.stderr)
             return row
         walls.append(r.wall)
         rss.append(r.max_rss)
@@ -136,6 +148,12 @@ def _measure_tool(tool: Any, downloads: Any, wl: Any, runs: int) -> dict[str, An
         engine_side = med.get("compile", 0.0) + med.get("init", 0.0)
         row["python_side_fraction"] = max(0.0, 1 - engine_side / row["wall_s"])
     return row
+
+
+def _error_text(stderr: str) -> str:
+    """The error and its causes, without a Rust backtrace."""
+    lines = [line.strip() for line in stderr.split("Stack backtrace:")[0].splitlines()]
+    return " / ".join(line for line in lines if line and line != "Caused by:")[:400] or "?"
 
 
 def _summary(row: dict[str, Any]) -> str:
