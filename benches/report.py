@@ -61,7 +61,9 @@ def _startup(ms: float) -> str:
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
-        f"Measured {m['date']} on {m['cpus']} cores ({m['platform']}), Python {m['python']}; "
+        f"Measured {m['date']} at commit {m.get('commit', '?')}"
+        f"{' (hatch_wizer/ modified)' if m.get('core_dirty') else ''}"
+        f" on {m['cpus']} cores ({m['platform']}), Python {m['python']}; "
         f"wizen time = median of {results['runs']} runs (process wall time); start-up = median "
         "of instantiate + first call (module compiled once, wasmtime-py); the original's "
         "start-up includes `_initialize` + init.",

@@ -11,6 +11,7 @@ import json
 import platform
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -42,8 +43,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _git(*args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True, check=False)
+    return proc.stdout.strip()
+
+
 def _machine() -> dict[str, Any]:
     return {
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "core_dirty": bool(_git("status", "--porcelain", "--", "../hatch_wizer")),
         "python": platform.python_version(),
         "wasmtime-py": wasmtime.__version__ if hasattr(wasmtime, "__version__") else "?",
         "cpus": len(__import__("os").sched_getaffinity(0)),
