@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .assemble import assemble, extend_vector
 from .binary import name, sleb, uleb
+from .code import check_gc_mutations
 from .errors import InitError, UnsupportedModule
 from .options import DEFAULT_INIT_FUNC, LEGACY_INIT_FUNC, WizenOptions
 from .parse import (
@@ -58,6 +59,7 @@ def instrument_module(module: Module, options: WizenOptions) -> tuple[ModuleCont
     _check_imports(module)
     _check_memories(module)
     _check_globals(module)
+    check_gc_mutations(module)
     init_func, notes = _resolve_init_func(module, options.init_func)
     _check_renames(module, options, init_func)
     call_initialize = _exports_func(module, INITIALIZE) and init_func != INITIALIZE

@@ -596,3 +596,28 @@ _SECTION_READERS: Final = {
     SectionId.DATA: _read_data,
     SectionId.TAG: _read_tag,
 }
+
+
+def function_name(module: Module, index: int) -> str:
+    """`index` with its name from the `name` section, for messages: "12 (`parse_config`)"."""
+    for sec in module.sections:
+        if sec.id != SectionId.CUSTOM:
+            continue
+        try:
+            title, pos = read_name(module.wasm, sec.payload_start)
+            if title != "name":
+                continue
+            while pos < sec.end:
+                kind, pos = read_byte(module.wasm, pos)
+                size, pos = read_uleb(module.wasm, pos)
+                if kind == 1:  # function names: a map from index to name
+                    count, entry = read_uleb(module.wasm, pos)
+                    for _ in range(count):
+                        func, entry = read_uleb(module.wasm, entry)
+                        name, entry = read_name(module.wasm, entry)
+                        if func == index:
+                            return f"{index} (`{name}`)"
+                pos += size
+        except InvalidModule:
+            pass  # a malformed name section only costs us the name
+    return str(index)
