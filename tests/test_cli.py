@@ -1,0 +1,132 @@
+"""The `hatch-wizer` command: Wizer's flags, exit codes and no half-written outputs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hatch_wizer.cli import main
+from hatch_wizer.parse import parse_module
+from tests.harness import wasm_of
+
+WAT = """(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hi from init\\n")
+  (global $g (export "g") (mut i32) (i32.const 0))
+  (func (export "wizer-initialize")
+    (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 13))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (global.set $g (i32.const 42)))
+  (func (export "other"))
+  (func (export "trap") unreachable))"""
+
+
+@pytest.fixture
+def module(tmp_path: Path) -> Path:
+    path = tmp_path / "in.wasm"
+    path.write_bytes(wasm_of(WAT))
+    return path
+
+
+def run_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "hatch_wizer", *args], input=stdin, capture_output=True, timeout=120
+    )
+
+
+def test_makefile_line_writes_output_and_exits_zero(module: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.wasm"
+    result = run_cli(str(module), "-o", str(out), "--allow-wasi", "-r", "run=other")
+    assert result.returncode == 0, result.stderr
+    assert [e.name for e in parse_module(out.read_bytes()).exports] == [
+        "memory",
+        "g",
+        "run",
+        "trap",
+    ]
+    assert b"in.wasm: " in result.stderr  # the stages and the result line
+    assert b"->" in result.stderr.splitlines()[-1]
+
+
+def test_stdin_to_stdout_keeps_guest_output_out_of_the_module(module: Path) -> None:
+    result = run_cli("--allow-wasi", "-q", stdin=module.read_bytes())
+    assert result.returncode == 0, result.stderr
+    assert parse_module(result.stdout).exports  # stdout holds exactly the module
+    assert b"hi from init" in result.stderr
+    assert result.stderr.count(b"\n") == 1  # -q: nothing but the guest's own line
+
+
+def test_wat_input(tmp_path: Path) -> None:
+    src = tmp_path / "in.wat"
+    src.write_text('(module (func (export "wizer-initialize")))')
+    assert run_cli(str(src), "-o", str(tmp_path / "o.wasm")).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--keep-init-func"],
+        ["--keep-init-func=true"],
+        ["--keep-init-func", "true"],
+        ["--keep-init-func", "TRUE"],
+    ],
+)
+def test_boolean_flag_spellings(module: Path, tmp_path: Path, args: list[str]) -> None:
+    out = tmp_path / "out.wasm"
+    assert main([str(module), "-o", str(out), "--allow-wasi", "-q", *args]) == 0
+    assert "wizer-initialize" in [e.name for e in parse_module(out.read_bytes()).exports]
+
+
+def test_failure_exits_one_with_one_line_and_no_output(module: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.wasm"
+    result = run_cli(str(module), "-o", str(out), "-f", "trap", "--allow-wasi", "-q")
+    assert result.returncode == 1
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hatch-wizer: error: ")
+    assert "`trap` trapped" in lines[0] and "Traceback" not in lines[0]
+    assert list(tmp_path.iterdir()) == [module]
+
+
+def test_failure_keeps_an_existing_output(module: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.wasm"
+    out.write_bytes(b"previous")
+    assert run_cli(str(module), "-o", str(out), "-q").returncode == 1  # WASI not allowed
+    assert out.read_bytes() == b"previous"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-r", "nodst"], "--rename-func `nodst` must have the form DST=SRC"),
+        (["--preload", "x"], "--preload `x` must have the form NAME=FILE"),
+        (["--mapdir", "a::b::c"], "--mapdir `a::b::c` must have the form GUEST::HOST"),
+        (["--keep-init-func=maybe"], "expected true or false"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_usage_errors_exit_two(
+    module: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([str(module), "-o", "/dev/null", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_missing_input_file_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tmp_path / "nope.wasm"), "-o", str(tmp_path / "o.wasm")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_input_is_never_modified(module: Path, tmp_path: Path) -> None:
+    before = module.read_bytes()
+    assert main([str(module), "-o", str(tmp_path / "o.wasm"), "--allow-wasi", "-q"]) == 0
+    assert module.read_bytes() == before
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith(b"hatch-wizer ")
