@@ -162,6 +162,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="do not use wasmtime's compilation cache",
     )
+    p.add_argument(
+        "--compiler",
+        choices=("auto", "cranelift", "winch"),
+        default="auto",
+        help="compiler for the init run (default auto: Winch where it can, else Cranelift)",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -221,6 +227,7 @@ def options_from_args(args: argparse.Namespace) -> WizenOptions:
         max_data_segments=args.max_data_segments,
         init_timeout=args.init_timeout or None,
         cache=args.cache,
+        compiler=args.compiler,
     )
 
 

@@ -40,6 +40,7 @@ def wizen(
         stage.say(note)
     with stage("compile"):
         compiled = runtime.compile(instrumented)
+    stage.say(f"compiled with {runtime.compiler}")
     with stage("init"):
         state = runtime.initialize(context, compiled)
     with stage("snapshot"):

@@ -80,3 +80,6 @@ class WizenOptions:
     reproducible: bool = False
     # Use wasmtime's on-disk compilation cache (a per-user cache directory).
     cache: bool = True
+    # The compiler for the init run: "auto" takes Winch (fast to compile) where it supports
+    # the module, else Cranelift; or force "cranelift" or "winch".
+    compiler: str = "auto"
