@@ -76,6 +76,13 @@ def read_name(buf: bytes, pos: int) -> tuple[str, int]:
 
 
 def uleb(value: int) -> bytes:
+    # Unrolled for the small values that dominate (segment lengths, indices).
+    if value < 0x80:
+        return bytes((value,))
+    if value < 0x4000:
+        return bytes((value & 0x7F | 0x80, value >> 7))
+    if value < 0x200000:
+        return bytes((value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14))
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -88,6 +95,15 @@ def uleb(value: int) -> bytes:
 
 
 def sleb(value: int) -> bytes:
+    # Unrolled for the non-negative values that dominate (data segment offsets).
+    if 0 <= value < 0x2000:
+        return bytes((value,)) if value < 0x40 else bytes((value & 0x7F | 0x80, value >> 7))
+    if 0 <= value < 0x8000000:
+        if value < 0x100000:
+            return bytes((value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14))
+        return bytes(
+            (value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14 & 0x7F | 0x80, value >> 21)
+        )
     out = bytearray()
     while True:
         byte = value & 0x7F

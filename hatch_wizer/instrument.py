@@ -47,6 +47,8 @@ class ModuleContext:
     elem_probes: tuple[tuple[int, str], ...]
     funcs: tuple[tuple[int, str], ...]  # functions a table or global may refer to
     notes: tuple[str, ...] = ()
+    # A module inside a component: no init export of its own, start left in place, exports kept.
+    embedded: bool = False
 
 
 def instrument(wasm: bytes, options: WizenOptions | None = None) -> tuple[ModuleContext, bytes]:
@@ -54,15 +56,25 @@ def instrument(wasm: bytes, options: WizenOptions | None = None) -> tuple[Module
     return instrument_module(parse_module(wasm), options or WizenOptions())
 
 
-def instrument_module(module: Module, options: WizenOptions) -> tuple[ModuleContext, bytes]:
+def instrument_module(
+    module: Module, options: WizenOptions, *, embedded: bool = False
+) -> tuple[ModuleContext, bytes]:
+    """Instrument `module`; `embedded` for a core module of a component, whose init is the
+    component's: imported state belongs to the instance that defines it, the start function
+    runs at instantiation in the component's order, and no function references are resolved
+    (a component's host cannot compare them)."""
     _check_reserved_names(module)
-    _check_imports(module)
+    if not embedded:
+        _check_imports(module)
     _check_memories(module)
     _check_globals(module)
     check_gc_mutations(module)
-    init_func, notes = _resolve_init_func(module, options.init_func)
-    _check_renames(module, options, init_func)
-    call_initialize = _exports_func(module, INITIALIZE) and init_func != INITIALIZE
+    init_func, notes = ("", ()) if embedded else _resolve_init_func(module, options.init_func)
+    if not embedded:
+        _check_renames(module, options, init_func)
+    call_initialize = (
+        not embedded and _exports_func(module, INITIALIZE) and init_func != INITIALIZE
+    )
 
     globals_ = tuple(
         (g.index, g.valtype, f"{RESERVED_PREFIX}global_{g.index}")
@@ -71,8 +83,9 @@ def instrument_module(module: Module, options: WizenOptions) -> tuple[ModuleCont
     )
     memories = tuple(f"{RESERVED_PREFIX}memory_{i}" for i in range(len(module.memories)))
     tables = tuple(f"{RESERVED_PREFIX}table_{i}" for i in range(len(module.tables)))
-    start = f"{RESERVED_PREFIX}start" if module.start is not None else None
-    funcs = tuple((f, f"{RESERVED_PREFIX}func_{f}") for f in _referenceable_funcs(module))
+    start = f"{RESERVED_PREFIX}start" if module.start is not None and not embedded else None
+    referenceable = [] if embedded else _referenceable_funcs(module)
+    funcs = tuple((f, f"{RESERVED_PREFIX}func_{f}") for f in referenceable)
     probes = _Probes(module)
 
     exports = [_export(n, ExternKind.GLOBAL, i) for i, _, n in globals_]
@@ -87,9 +100,10 @@ def instrument_module(module: Module, options: WizenOptions) -> tuple[ModuleCont
     exports += probes.exports
 
     new: dict[SectionId, bytes | None] = {
-        SectionId.EXPORT: extend_vector(module, SectionId.EXPORT, exports),
-        SectionId.START: None,
+        SectionId.EXPORT: extend_vector(module, SectionId.EXPORT, exports)
     }
+    if not embedded:
+        new[SectionId.START] = None
     if probes.bodies:
         new[SectionId.TYPE] = extend_vector(module, SectionId.TYPE, [b"\x60\x00\x00"])
         new[SectionId.FUNCTION] = extend_vector(
@@ -109,6 +123,7 @@ def instrument_module(module: Module, options: WizenOptions) -> tuple[ModuleCont
         elem_probes=tuple(probes.elem),
         funcs=funcs,
         notes=notes,
+        embedded=embedded,
     )
     return context, assemble(module, new)
 

@@ -27,6 +27,8 @@ MIN_SPLIT_GAP: Final = 5
 # or the extent is at most this size (`memory_guaranteed_dense_image_size`).
 DENSE_IMAGE_SIZE: Final = 16 * 1024 * 1024
 
+# Chunks with fewer zero bytes than this fraction are split in C (see `_split_runs`).
+DENSE_ZEROS: Final = 0.75
 # Pages sampled to estimate how long a gap must be to fit a segment budget.
 SAMPLE_PAGES: Final = 32
 
@@ -125,17 +127,40 @@ def _scan(
     """Runs in memory `[start, end)` separated by at least `split` zero bytes; the lengths of
     the separating gaps go to `gaps` if given."""
     chunk = ctypes.string_at(address + start, end - start)
+    if gaps is None and chunk.count(0) < len(chunk) * DENSE_ZEROS:
+        return _split_runs(chunk, start, split)
     zeros = bytes(split)
     runs = []
     pos = _next_nonzero(chunk, 0)
     while pos < len(chunk):
         stop = chunk.find(zeros, pos)
-        if stop < 0:
-            stop = len(chunk)
+        if stop < 0:  # the last run; drop the (fewer than `split`) zeros after it
+            tail = chunk[-split:]
+            stop = len(chunk) - len(tail) + len(tail.rstrip(b"\0"))
         runs.append((start + pos, start + stop))
         pos = _next_nonzero(chunk, stop + split)
         if gaps is not None and pos < len(chunk):
             gaps.append(pos - stop)
+    return runs
+
+
+def _split_runs(chunk: bytes, start: int, split: int) -> list[tuple[int, int]]:
+    """`_scan` for data with many runs: `bytes.split` finds the gaps in C, and the Python loop
+    does one step per piece instead of several per run."""
+    pieces = chunk.split(bytes(split))
+    runs = []
+    pos = start
+    for piece in pieces:
+        # A piece ends in a non-zero byte (the last may not), and starts with the zeros of a
+        # gap that were no multiple of `split`.
+        body = piece.lstrip(b"\0")
+        if body:
+            end = pos + len(piece)
+            runs.append((end - len(body), end))
+        pos += len(piece) + split
+    if runs and runs[-1][1] == start + len(chunk):
+        last_start, last_end = runs[-1]
+        runs[-1] = (last_start, last_end - (len(chunk) - len(chunk.rstrip(b"\0"))))
     return runs
 
 
@@ -150,7 +175,13 @@ def _threshold_for(address: int, pages: list[int], size: int, split: int, budget
     if len(gaps) <= allowed:
         return split
     gaps.sort(reverse=True)
-    return max(split, gaps[allowed] + 1)
+    edge = gaps[allowed]
+    # Splitting at the edge length too overshoots the budget by the gaps tied with it; when
+    # that stays moderate, let the exact smallest-gap merge in `lay_out` pick among them.
+    with_ties = sum(1 for gap in gaps if gap >= edge)
+    if with_ties * step <= 4 * budget:
+        return max(split, edge)
+    return max(split, edge + 1)
 
 
 def find_runs(

@@ -22,10 +22,11 @@ EMPTY_PASSIVE_DATA = b"\x01\x00"
 
 def rewrite(context: ModuleContext, snap: Snapshot) -> bytes:
     module = context.module
-    new: dict[SectionId, bytes | None] = {
-        SectionId.EXPORT: vector(_exports(context)),
-        SectionId.START: None,
-    }
+    # Start is dropped: its effects are in the snapshot. A component's module keeps its exports:
+    # the component may alias any of them, `_initialize` included.
+    new: dict[SectionId, bytes | None] = {SectionId.START: None}
+    if not context.embedded:
+        new[SectionId.EXPORT] = vector(_exports(context))
     if module.memories:
         new[SectionId.MEMORY] = vector(
             [_limits(m, pages) for m, pages in zip(module.memories, snap.memory_pages)]
@@ -44,7 +45,8 @@ def rewrite(context: ModuleContext, snap: Snapshot) -> bytes:
     if snap.dropped_elems or any(t.changed for t in snap.tables):
         new[SectionId.ELEMENT] = vector(_elements(context, snap))
     if snap.segments or module.data:
-        new[SectionId.DATA] = vector(_data(context, snap))
+        count = len(context.module.data) + len(snap.segments)
+        new[SectionId.DATA] = b"".join([uleb(count), *_data(context, snap)])
     if module.data_count is not None:
         new[SectionId.DATA_COUNT] = uleb(len(module.data) + len(snap.segments))
     return assemble(module, new)
@@ -116,6 +118,7 @@ def _offset(offset: int, is64: bool) -> bytes:
 
 
 def _data(context: ModuleContext, snap: Snapshot) -> list[bytes]:
+    """The data section's entries, as pieces to join once (headers and data alternate)."""
     # Original segments keep their indices for run-time memory.init: active ones (already
     # applied, so dropped) and segments init dropped become empty passive segments.
     items = [
@@ -124,13 +127,14 @@ def _data(context: ModuleContext, snap: Snapshot) -> list[bytes]:
     ]
     first = context.module.imported_memories
     for seg, data in snap.segments:
-        items.append(_active_data(seg, data, context.module.memories[seg.memory - first].is64))
+        is64 = context.module.memories[seg.memory - first].is64
+        items += (_active_data_header(seg, len(data), is64), data)
     return items
 
 
-def _active_data(seg: Segment, data: bytes, is64: bool) -> bytes:
+def _active_data_header(seg: Segment, length: int, is64: bool) -> bytes:
     head = b"\x00" if seg.memory == 0 else b"\x02" + uleb(seg.memory)
-    return head + _offset(seg.start, is64) + uleb(len(data)) + data
+    return head + _offset(seg.start, is64) + uleb(length)
 
 
 def _elements(context: ModuleContext, snap: Snapshot) -> list[bytes]:

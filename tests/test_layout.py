@@ -1,0 +1,90 @@
+"""The non-zero scan and the segment layout, checked against a plain reference on random data."""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hatch_wizer.layout import (
+    DENSE_IMAGE_SIZE,
+    _scan,
+    _split_runs,
+    data_segment_overhead,
+    find_runs,
+    lay_out,
+)
+
+# Mostly zeros, with runs of non-zero bytes and gaps of every length around the split cost.
+memories = st.lists(
+    st.one_of(st.binary(min_size=1, max_size=40).map(lambda b: b.replace(b"\0", b"\1")),
+              st.integers(0, 70_000).map(bytes)),
+    max_size=40,
+).map(b"".join)  # fmt: skip
+
+
+def _covers(data: bytes, runs: list[tuple[int, int]]) -> bool:
+    rebuilt = bytearray(len(data))
+    for start, end in runs:
+        rebuilt[start:end] = data[start:end]
+    return bytes(rebuilt) == data
+
+
+@settings(max_examples=150, deadline=None)
+@given(memories)
+def test_runs_cover_every_non_zero_byte_and_split_only_at_costly_gaps(data: bytes) -> None:
+    runs = find_runs(memoryview(bytearray(data)))
+    assert _covers(data, runs)
+    split = max(5, data_segment_overhead(0, len(data), 1, False))
+    for (_, end), (start, _) in itertools.pairwise(runs):
+        assert start - end >= split
+        assert data[end - 1] and data[start]
+
+
+@settings(max_examples=150, deadline=None)
+@given(memories, st.integers(5, 12))
+def test_split_path_equals_find_path(data: bytes, split: int) -> None:
+    buf = ctypes.create_string_buffer(data, len(data))
+    by_find = _scan(ctypes.addressof(buf), 0, len(data), split, gaps=[])
+    assert _split_runs(data, 0, split) == by_find
+
+
+@settings(max_examples=100, deadline=None)
+@given(memories, st.integers(1, 20))
+def test_segment_limit_merges_smallest_gaps(data: bytes, limit: int) -> None:
+    runs = find_runs(memoryview(bytearray(data)))
+    segments = lay_out([(0, runs)], limit)
+    assert len(segments) <= max(limit, 1 if runs else 0)
+    assert _covers(data, [(s.start, s.end) for s in segments])
+
+
+def test_budget_estimate_keeps_about_the_budget() -> None:
+    data = bytearray(8 << 20)
+    rng = random.Random(1)
+    i = 0
+    while i < len(data):  # gaps of 8 to 40 bytes: ~350,000 runs at the exact cost
+        data[i] = 7
+        i += rng.randrange(9, 41)
+    runs = find_runs(memoryview(data), budget=10_000)
+    assert 1_000 < len(runs) <= 10_000 * 1.2
+    assert _covers(bytes(data), runs)
+
+
+def test_sparse_memory_stays_as_small_segments() -> None:
+    data = bytearray(64 << 20)
+    for i in range(0, len(data), 1 << 20):
+        data[i] = 1
+    segments = lay_out([(0, find_runs(memoryview(data)))], 100_000)
+    assert len(segments) == 64 and sum(s.end - s.start for s in segments) == 64
+
+
+def test_mostly_dense_memory_is_made_copy_on_write_friendly() -> None:
+    data = bytearray(DENSE_IMAGE_SIZE * 2)
+    for i in range(0, len(data), 64 << 10):
+        data[i : i + 20_000] = b"\xff" * 20_000  # 30% data, spread over the whole memory
+    segments = lay_out([(0, find_runs(memoryview(data)))], 100_000)
+    covered = sum(s.end - s.start for s in segments)
+    assert 2 * covered >= segments[-1].end - segments[0].start
