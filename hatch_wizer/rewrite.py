@@ -11,7 +11,6 @@ from itertools import groupby
 from .assemble import assemble
 from .binary import sleb, uleb, vector
 from .instrument import INITIALIZE, ModuleContext
-from .layout import Segment
 from .parse import EXTERNREF, FUNCREF, Limits, SectionId
 from .snapshot import Ref, Snapshot
 
@@ -128,13 +127,15 @@ def _data(context: ModuleContext, snap: Snapshot) -> list[bytes]:
     first = context.module.imported_memories
     for seg, data in snap.segments:
         is64 = context.module.memories[seg.memory - first].is64
-        items += (_active_data_header(seg, len(data), is64), data)
+        items += (_active_data_header(seg.memory, seg.start, len(data), is64), data)
     return items
 
 
-def _active_data_header(seg: Segment, length: int, is64: bool) -> bytes:
-    head = b"\x00" if seg.memory == 0 else b"\x02" + uleb(seg.memory)
-    return head + _offset(seg.start, is64) + uleb(length)
+def _active_data_header(memory: int, start: int, length: int, is64: bool) -> bytes:
+    if memory == 0 and not is64 and start < 1 << 31:  # the common case, kept cheap
+        return b"\x00\x41" + sleb(start) + b"\x0b" + uleb(length)
+    head = b"\x00" if memory == 0 else b"\x02" + uleb(memory)
+    return head + _offset(start, is64) + uleb(length)
 
 
 def _elements(context: ModuleContext, snap: Snapshot) -> list[bytes]:
