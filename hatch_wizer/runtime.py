@@ -10,6 +10,8 @@ import ctypes
 import os
 import platform
 import re
+import select
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +28,7 @@ from .errors import ConfigError, InitError, InvalidModule
 from .instrument import INITIALIZE, ModuleContext
 from .options import Features, WizenOptions
 from .snapshot import Ref, TableState
+from .wasi import WASI_MODULE, Errno, WasiHost
 
 __all__ = ["Runtime", "WasmtimeState"]
 
@@ -107,9 +110,9 @@ class Runtime:
 
     def _engine(self, *, winch: bool) -> wasmtime.Engine:
         options = self.options
-        interruptible = options.init_timeout is not None
+        # Always interruptible: Ctrl-C must stop an init that runs without a time limit too.
         return wasmtime.Engine(
-            _config(options.features, cache=options.cache, interruptible=interruptible, winch=winch)
+            _config(options.features, cache=options.cache, interruptible=True, winch=winch)
         )
 
     def validate(self, wasm: bytes, what: str = "invalid module") -> None:
@@ -141,12 +144,14 @@ class Runtime:
     def initialize(self, context: ModuleContext, module: wasmtime.Module) -> WasmtimeState:
         """Instantiate, run start, `_initialize` and the init func; return the live state."""
         store = wasmtime.Store(self.run_engine)
-        if self.options.init_timeout is not None:
-            store.set_epoch_deadline(1)
+        store.set_epoch_deadline(1)
         linker = wasmtime.Linker(self.run_engine)
+        host = None
         if self.options.allow_wasi:
             store.set_wasi(_wasi_config(self.options))
             linker.define_wasi()
+            host = WasiHost.for_build(self.options.reproducible)
+            _define_wasi_host(linker, host)
         with self._deadline():
             self._define_preloads(store, linker)
             linker.define_unknown_imports_as_traps(module)
@@ -154,6 +159,7 @@ class Runtime:
                 "instantiating the module", lambda: linker.instantiate(store, module)
             )
             state = WasmtimeState(store, instance, context)
+            state.wasi = host
             if context.start is not None:
                 self._call("the start function", lambda: state.call(context.start or ""))
             if context.call_initialize:
@@ -164,16 +170,17 @@ class Runtime:
     @contextmanager
     def _deadline(self) -> Iterator[None]:
         timeout = self.options.init_timeout
-        if timeout is None:
-            yield
-            return
-        timer = threading.Timer(timeout, self.run_engine.increment_epoch)
-        timer.daemon = True
-        timer.start()
+        timer = None
+        if timeout is not None:
+            timer = threading.Timer(timeout, self.run_engine.increment_epoch)
+            timer.daemon = True
+            timer.start()
         try:
-            yield
+            with _on_signal(self.run_engine.increment_epoch):
+                yield
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
 
     def _call(self, what: str, run: Callable[[], Any]) -> Any:
         try:
@@ -183,6 +190,8 @@ class Runtime:
                 f"{what} exited (WASI proc_exit with code {e.code}) during init"
             ) from None
         except wasmtime.Trap as e:
+            if e.trap_code == wasmtime.TrapCode.INTERRUPT and self.options.init_timeout is None:
+                raise KeyboardInterrupt from None  # only a signal interrupts an unlimited init
             if e.trap_code == wasmtime.TrapCode.INTERRUPT:
                 raise InitError(
                     f"{what} did not finish within {self.options.init_timeout:g} s (--init-timeout)"
@@ -229,8 +238,14 @@ def _uses_reference_types(wasm: bytes) -> bool:
 
 def _wasi_config(options: WizenOptions) -> wasmtime.WasiConfig:
     wasi = wasmtime.WasiConfig()
+    if options.reproducible and options.inherit_env:
+        raise ConfigError(
+            "inheriting the environment (inherit-env) would make a reproducible build depend "
+            "on the build machine; pass variables with env, or turn reproducible off"
+        )
     if options.inherit_stdio:
-        wasi.inherit_stdin()
+        if not options.reproducible:  # input would make the snapshot depend on the build
+            wasi.inherit_stdin()
         wasi.inherit_stdout()
         wasi.inherit_stderr()
     env = dict(os.environ) if options.inherit_env else {}
@@ -243,6 +258,88 @@ def _wasi_config(options: WizenOptions) -> wasmtime.WasiConfig:
     return wasi
 
 
+@contextmanager
+def _on_signal(callback: Callable[[], None]) -> Iterator[None]:
+    """Call `callback` from a helper thread as soon as a signal with a Python handler (Ctrl-C)
+    arrives: Python runs its own handler only once wasm returns, which might be never."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wake_r, wake_w = os.pipe()
+    stop_r, stop_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    try:
+        previous = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    except ValueError:
+        previous = -2
+    if previous != -1:  # someone else (an event loop) listens already: leave theirs in place
+        if previous >= 0:
+            signal.set_wakeup_fd(previous)
+        for fd in (wake_r, wake_w, stop_r, stop_w):
+            os.close(fd)
+        yield
+        return
+
+    def watch() -> None:
+        ready, _, _ = select.select([wake_r, stop_r], [], [])
+        if wake_r in ready:
+            callback()
+
+    watcher = threading.Thread(target=watch, name="hatch-wizer-interrupt", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(-1)
+        os.write(stop_w, b"x")
+        watcher.join()
+        for fd in (wake_r, wake_w, stop_r, stop_w):
+            os.close(fd)
+
+
+def _define_wasi_host(linker: wasmtime.Linker, host: WasiHost) -> None:
+    """Shadow WASI's clock and random calls with `host`'s (fixed when reproducible, counted)."""
+    i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
+
+    def store(caller: wasmtime.Caller, address: int, data: bytes) -> int:
+        memory = caller.get("memory")
+        if not isinstance(memory, wasmtime.Memory):
+            return Errno.FAULT
+        address &= 0xFFFFFFFF  # pointers arrive as signed i32
+        if address + len(data) > memory.data_len(caller):
+            return Errno.FAULT
+        if data:
+            memory.write(caller, data, address)
+        return Errno.SUCCESS
+
+    def clock_time_get(caller: wasmtime.Caller, clock: int, precision: int, out: int) -> int:
+        now = host.clock_time(clock)
+        return Errno.INVAL if now is None else store(caller, out, now.to_bytes(8, "little"))
+
+    def clock_res_get(caller: wasmtime.Caller, clock: int, out: int) -> int:
+        res = host.clock_resolution(clock)
+        return Errno.INVAL if res is None else store(caller, out, res.to_bytes(8, "little"))
+
+    def random_get(caller: wasmtime.Caller, buf: int, length: int) -> int:
+        length &= 0xFFFFFFFF
+        memory = caller.get("memory")
+        if isinstance(memory, wasmtime.Memory) and (buf & 0xFFFFFFFF) + length > memory.data_len(
+            caller
+        ):
+            return Errno.FAULT  # before drawing bytes: a bad buffer must not cost entropy
+        return store(caller, buf, host.random(length))
+
+    linker.allow_shadowing = True
+    for name, params, func in (
+        ("clock_time_get", [i32, i64, i32], clock_time_get),
+        ("clock_res_get", [i32, i32], clock_res_get),
+        ("random_get", [i32, i32], random_get),
+    ):
+        ty = wasmtime.FuncType(params, [i32])
+        linker.define_func(WASI_MODULE, name, ty, func, access_caller=True)
+    linker.allow_shadowing = False
+
+
 class WasmtimeState:
     """The InstanceState of a live wasmtime instance."""
 
@@ -250,6 +347,7 @@ class WasmtimeState:
         self.store = store
         self.instance = instance
         self.context = context
+        self.wasi: WasiHost | None = None  # the clock and random calls init made
         self._func_indices: dict[int, int] | None = None
         # Tables as instantiation left them, before start or init could change them.
         self.initial_tables = {name: self._table_raw(name) for name in context.tables}
@@ -305,6 +403,15 @@ class WasmtimeState:
             if slot >= len(before) or before[slot] != entry or entry[1] < 0:
                 changed[slot] = self._resolve(entry, f"table {ordinal} slot {slot}")
         return TableState(len(after), changed)
+
+    def scan_runs(self, scanner: str, size: int, split: int) -> list[tuple[int, int]]:
+        """A memory's non-zero runs, found by the module's added scanner function."""
+        count = self.export(scanner)(self.store, 0, size, split)
+        scratch = self.export(self.context.scratch)
+        address = ctypes.cast(scratch.data_ptr(self.store), ctypes.c_void_p).value or 0
+        bounds = (ctypes.c_int64 * (2 * count)).from_address(address)
+        flat = iter(list(bounds))
+        return list(zip(flat, flat))
 
     def segment_dropped(self, probe: str) -> bool:
         try:
