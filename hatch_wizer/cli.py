@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import fields
@@ -150,6 +152,16 @@ def _parser() -> argparse.ArgumentParser:
         help="stop init after this long (default 600; 0 for no limit)",
     )
     p.add_argument(
+        "--reproducible",
+        action="store_true",
+        help="deterministic init: fixed clocks (SOURCE_DATE_EPOCH), seeded random_get, no stdin",
+    )
+    p.add_argument(
+        "--check-determinism",
+        action="store_true",
+        help="run init twice and fail, naming what differs, unless both runs agree",
+    )
+    p.add_argument(
         "--max-data-segments",
         type=int,
         default=100_000,
@@ -226,6 +238,8 @@ def options_from_args(args: argparse.Namespace) -> WizenOptions:
         features=features,
         max_data_segments=args.max_data_segments,
         init_timeout=args.init_timeout or None,
+        reproducible=args.reproducible,
+        check_determinism=args.check_determinism,
         cache=args.cache,
         compiler=args.compiler,
     )
@@ -330,8 +344,23 @@ def run(argv: Sequence[str]) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    # `kill` unwinds like Ctrl-C, so temp files go and no partial output stays behind.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str]) -> int:
     try:
         if argv[:1] == ["build"]:
             from .project import main_build

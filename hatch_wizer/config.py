@@ -56,6 +56,7 @@ _BOOL_KEYS: Final = {
     "inherit-stdio": "inherit_stdio",
     "inherit-env": "inherit_env",
     "reproducible": "reproducible",
+    "check-determinism": "check_determinism",
     "cache": "cache",
 }
 _OPTION_KEYS: Final = frozenset(

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .errors import WizerError
+from .errors import InitError, WizerError
 from .instrument import ModuleContext, instrument, instrument_module
 from .options import WizenOptions
 from .parse import check_header, parse_module
@@ -43,6 +43,12 @@ def wizen(
     stage.say(f"compiled with {runtime.compiler}")
     with stage("init"):
         state = runtime.initialize(context, compiled)
+    calls = state.wasi.calls.warning() if state.wasi and not options.reproducible else None
+    if calls:
+        stage.say(calls)
+    if options.check_determinism:
+        with stage("determinism check"):
+            _check_determinism(context, state, runtime.initialize(context, compiled))
     with stage("snapshot"):
         out = snapshot(context, state)
     with stage("check"):
@@ -53,6 +59,17 @@ def wizen(
         except WizerError as e:
             raise WizerError(str(e)) from None
     return out
+
+
+def _check_determinism(context: ModuleContext, first: InstanceState, second: InstanceState) -> None:
+    from .determinism import describe, differences
+
+    found = differences(context, first, second)
+    if found:
+        raise InitError(
+            f"init is not deterministic: two runs differ in {describe(found)}"
+            + ("" if context.options.reproducible else " (try --reproducible)")
+        )
 
 
 class _Stages:

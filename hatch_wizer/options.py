@@ -77,7 +77,10 @@ class WizenOptions:
     max_data_segments: int = 100_000
     # Seconds init may run before it is interrupted; None means no limit.
     init_timeout: float | None = 600.0
+    # Reproducible init: fixed clocks (SOURCE_DATE_EPOCH), seeded random_get, no stdin.
     reproducible: bool = False
+    # Run init twice and fail unless both runs leave the same state.
+    check_determinism: bool = False
     # Use wasmtime's on-disk compilation cache (a per-user cache directory).
     cache: bool = True
     # The compiler for the init run: "auto" takes Winch (fast to compile) where it supports
