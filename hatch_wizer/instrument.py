@@ -24,6 +24,7 @@ from .parse import (
     SectionId,
     parse_module,
 )
+from .scanner import SCAN_TYPE, scan_body
 
 __all__ = ["RESERVED_PREFIX", "ModuleContext", "instrument", "instrument_module"]
 
@@ -49,6 +50,8 @@ class ModuleContext:
     notes: tuple[str, ...] = ()
     # A module inside a component: no init export of its own, start left in place, exports kept.
     embedded: bool = False
+    scanners: tuple[str, ...] = ()  # a `scanner.py` function per defined memory, if added
+    scratch: str | None = None  # the memory the scanners write to
 
 
 def instrument(wasm: bytes, options: WizenOptions | None = None) -> tuple[ModuleContext, bytes]:
@@ -72,9 +75,7 @@ def instrument_module(
     init_func, notes = ("", ()) if embedded else _resolve_init_func(module, options.init_func)
     if not embedded:
         _check_renames(module, options, init_func)
-    call_initialize = (
-        not embedded and _exports_func(module, INITIALIZE) and init_func != INITIALIZE
-    )
+    call_initialize = not embedded and _exports_func(module, INITIALIZE) and init_func != INITIALIZE
 
     globals_ = tuple(
         (g.index, g.valtype, f"{RESERVED_PREFIX}global_{g.index}")
@@ -99,17 +100,36 @@ def instrument_module(
     exports += [_export(n, ExternKind.FUNC, f) for f, n in funcs]
     exports += probes.exports
 
-    new: dict[SectionId, bytes | None] = {
-        SectionId.EXPORT: extend_vector(module, SectionId.EXPORT, exports)
-    }
+    new: dict[SectionId, bytes | None] = {}
     if not embedded:
         new[SectionId.START] = None
+    types: list[bytes] = []
+    functions: list[bytes] = []
+    bodies: list[bytes] = []
     if probes.bodies:
-        new[SectionId.TYPE] = extend_vector(module, SectionId.TYPE, [b"\x60\x00\x00"])
-        new[SectionId.FUNCTION] = extend_vector(
-            module, SectionId.FUNCTION, [uleb(len(module.types))] * len(probes.bodies)
-        )
-        new[SectionId.CODE] = extend_vector(module, SectionId.CODE, probes.bodies)
+        functions += [uleb(len(module.types) + len(types))] * len(probes.bodies)
+        types.append(b"\x60\x00\x00")
+        bodies += probes.bodies
+    scanners: tuple[str, ...] = ()
+    scratch = None
+    if module.memories and options.features.multi_memory and not embedded:
+        scratch = f"{RESERVED_PREFIX}scratch"
+        scratch_index = module.imported(ExternKind.MEMORY) + len(module.memories)
+        scanners = tuple(f"{RESERVED_PREFIX}scan_{i}" for i in range(len(module.memories)))
+        first = len(module.func_types) + len(bodies)
+        for i, (limits, export) in enumerate(zip(module.memories, scanners)):
+            memory = module.imported(ExternKind.MEMORY) + i
+            bodies.append(scan_body(memory, limits.is64, scratch_index))
+            exports.append(_export(export, ExternKind.FUNC, first + i))
+        functions += [uleb(len(module.types) + len(types))] * len(scanners)
+        types.append(SCAN_TYPE)
+        exports.append(_export(scratch, ExternKind.MEMORY, scratch_index))
+        new[SectionId.MEMORY] = extend_vector(module, SectionId.MEMORY, [b"\x00\x00"])
+    new[SectionId.EXPORT] = extend_vector(module, SectionId.EXPORT, exports)
+    if bodies:
+        new[SectionId.TYPE] = extend_vector(module, SectionId.TYPE, types)
+        new[SectionId.FUNCTION] = extend_vector(module, SectionId.FUNCTION, functions)
+        new[SectionId.CODE] = extend_vector(module, SectionId.CODE, bodies)
     context = ModuleContext(
         module=module,
         options=options,
@@ -124,6 +144,8 @@ def instrument_module(
         funcs=funcs,
         notes=notes,
         embedded=embedded,
+        scanners=scanners,
+        scratch=scratch,
     )
     return context, assemble(module, new)
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import ctypes
 import heapq
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Final
+import itertools
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Final, NamedTuple
 
 __all__ = ["Segment", "data_segment_overhead", "find_runs", "lay_out"]
 
@@ -42,8 +43,11 @@ _memcmp.restype = ctypes.c_int
 _ZERO_PAGE_ADDR: Final = ctypes.cast(ctypes.c_char_p(_ZERO_PAGE), ctypes.c_void_p).value
 
 
-@dataclass(frozen=True)
-class Segment:
+# Finds the runs of memory `[start, end)` split at gaps of at least `split` zero bytes.
+Scan = Callable[[int, int, int], list[tuple[int, int]]]
+
+
+class Segment(NamedTuple):
     """A byte range `[start, end)` of one memory that becomes an active data segment."""
 
     memory: int
@@ -83,15 +87,18 @@ def _address(view: memoryview) -> tuple[int, object]:
     return ctypes.addressof(holder), holder
 
 
-def _nonzero_page_runs(address: int, size: int) -> Iterator[tuple[int, int]]:
-    """Maximal runs `[start, end)` of 4 KiB pages that hold a non-zero byte; all-zero 64 KiB
-    pages are skipped with one comparison."""
+def _nonzero_page_runs(address: int, size: int, fine: bool = True) -> Iterator[tuple[int, int]]:
+    """Maximal runs `[start, end)` of 4 KiB pages (64 KiB unless `fine`) that hold a non-zero
+    byte; all-zero 64 KiB pages are skipped with one comparison."""
     run_start = -1
     for big in range(0, size, SCAN_PAGE):
         if _memcmp(address + big, _ZERO_PAGE_ADDR, min(SCAN_PAGE, size - big)) == 0:
             if run_start >= 0:
                 yield run_start, big
                 run_start = -1
+            continue
+        if not fine:
+            run_start = big if run_start < 0 else run_start
             continue
         for offset in range(big, min(big + SCAN_PAGE, size), SMALL_PAGE):
             if _memcmp(address + offset, _ZERO_PAGE_ADDR, min(SMALL_PAGE, size - offset)) != 0:
@@ -122,12 +129,11 @@ def _next_nonzero(chunk: bytes, pos: int) -> int:
 
 
 def _scan(
-    address: int, start: int, end: int, split: int, gaps: list[int] | None = None
+    address: int, start: int, end: int, split: int, *, by_find: bool = False
 ) -> list[tuple[int, int]]:
-    """Runs in memory `[start, end)` separated by at least `split` zero bytes; the lengths of
-    the separating gaps go to `gaps` if given."""
+    """Runs in memory `[start, end)` separated by at least `split` zero bytes."""
     chunk = ctypes.string_at(address + start, end - start)
-    if gaps is None and chunk.count(0) < len(chunk) * DENSE_ZEROS:
+    if not by_find and chunk.count(0) < len(chunk) * DENSE_ZEROS:
         return _split_runs(chunk, start, split)
     zeros = bytes(split)
     runs = []
@@ -139,8 +145,6 @@ def _scan(
             stop = len(chunk) - len(tail) + len(tail.rstrip(b"\0"))
         runs.append((start + pos, start + stop))
         pos = _next_nonzero(chunk, stop + split)
-        if gaps is not None and pos < len(chunk):
-            gaps.append(pos - stop)
     return runs
 
 
@@ -164,13 +168,14 @@ def _split_runs(chunk: bytes, start: int, split: int) -> list[tuple[int, int]]:
     return runs
 
 
-def _threshold_for(address: int, pages: list[int], size: int, split: int, budget: int) -> int:
+def _threshold_for(scan: Scan, pages: list[int], size: int, split: int, budget: int) -> int:
     """The least gap worth splitting that leaves about `budget` runs, estimated on a sample of
-    pages: finding a million runs only to merge most of them back costs seconds in Python."""
+    pages: finding a million runs only to merge most of them back costs seconds."""
     step = max(1, len(pages) // SAMPLE_PAGES)
     gaps: list[int] = []
     for page in pages[::step]:
-        _scan(address, page, min(page + SCAN_PAGE, size), split, gaps)
+        runs = scan(page, min(page + SCAN_PAGE, size), split)
+        gaps += [start - end for (_, end), (start, _) in itertools.pairwise(runs)]
     allowed = int(0.9 * budget / step)
     if len(gaps) <= allowed:
         return split
@@ -185,20 +190,31 @@ def _threshold_for(address: int, pages: list[int], size: int, split: int, budget
 
 
 def find_runs(
-    view: memoryview, memory: int = 0, is64: bool = False, budget: int | None = None
+    view: memoryview,
+    memory: int = 0,
+    is64: bool = False,
+    budget: int | None = None,
+    scanner: Scan | None = None,
 ) -> list[tuple[int, int]]:
     """Non-zero runs of the memory, joined across every gap too short to pay for a segment.
 
     A gap is split when it is at least as long as the header of the segment that would follow
     it (priced at the memory's end, so at most 2 bytes off the exact cost at lower offsets).
     With a `budget` of segments, gaps are split only from a length that keeps about that many.
+    A `scanner(start, end, split)` that finds runs in compiled code (`scanner.py`) does the
+    scanning where Python would step through many runs.
     """
     address, _keep = _address(view)
-    page_runs = list(_nonzero_page_runs(address, view.nbytes))
+    # Finer pages save Python work on sparse data, but a scanner skips zeros faster than that.
+    page_runs = list(_nonzero_page_runs(address, view.nbytes, fine=scanner is None))
+    scan = scanner or partial(_scan, address)
     split = max(MIN_SPLIT_GAP, data_segment_overhead(memory, view.nbytes, 1, is64))
     if budget is not None:
         pages = [p for start, end in page_runs for p in range(start, end, SCAN_PAGE)]
-        split = _threshold_for(address, pages, view.nbytes, split, budget)
+        split = _threshold_for(scan, pages, view.nbytes, split, budget)
+    if scanner is not None and page_runs:
+        # One call over the whole extent: each call into wasm costs more than skipping zeros.
+        return scanner(page_runs[0][0], page_runs[-1][1], split)
     runs = []
     for start, end in page_runs:
         runs += _scan(address, start, end, split)
@@ -259,4 +275,4 @@ def lay_out(memories: list[tuple[int, list[tuple[int, int]]]], limit: int) -> li
             (memory, _merge_gaps(runs, {i for _, kk, i in chosen if kk == k}))
             for k, (memory, runs) in enumerate(per_memory)
         ]
-    return [Segment(memory, start, end) for memory, runs in per_memory for start, end in runs]
+    return [Segment(memory, *run) for memory, runs in per_memory for run in runs]

@@ -404,14 +404,14 @@ class WasmtimeState:
                 changed[slot] = self._resolve(entry, f"table {ordinal} slot {slot}")
         return TableState(len(after), changed)
 
-    def scan_runs(self, scanner: str, size: int, split: int) -> list[tuple[int, int]]:
-        """A memory's non-zero runs, found by the module's added scanner function."""
-        count = self.export(scanner)(self.store, 0, size, split)
-        scratch = self.export(self.context.scratch)
+    def scan_runs(self, scanner: str, start: int, end: int, split: int) -> list[tuple[int, int]]:
+        """Non-zero runs of `[start, end)`, found by the module's added scanner function."""
+        count = self.export(scanner)(self.store, start, end, split)
+        scratch = self.export(self.context.scratch or "")
         address = ctypes.cast(scratch.data_ptr(self.store), ctypes.c_void_p).value or 0
-        bounds = (ctypes.c_int64 * (2 * count)).from_address(address)
-        flat = iter(list(bounds))
-        return list(zip(flat, flat))
+        raw = (ctypes.c_char * (16 * count)).from_address(address)
+        bounds = iter(memoryview(raw).cast("B").cast("q").tolist())
+        return list(zip(bounds, bounds))
 
     def segment_dropped(self, probe: str) -> bool:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from .errors import InitError
@@ -69,7 +70,10 @@ def take_snapshot(context: ModuleContext, state: InstanceState) -> Snapshot:
         view = state.memory(name)
         pages.append(view.nbytes // limits.page_size)
         index = module.imported_memories + i
-        runs.append((index, find_runs(view, index, limits.is64, limit)))
+        scanner = None
+        if context.scanners and hasattr(state, "scan_runs"):
+            scanner = partial(state.scan_runs, context.scanners[i])
+        runs.append((index, find_runs(view, index, limits.is64, limit, scanner)))
     segments = lay_out(runs, limit)
     if len(segments) > limit:
         raise InitError(

@@ -48,7 +48,7 @@ def test_runs_cover_every_non_zero_byte_and_split_only_at_costly_gaps(data: byte
 @given(memories, st.integers(5, 12))
 def test_split_path_equals_find_path(data: bytes, split: int) -> None:
     buf = ctypes.create_string_buffer(data, len(data))
-    by_find = _scan(ctypes.addressof(buf), 0, len(data), split, gaps=[])
+    by_find = _scan(ctypes.addressof(buf), 0, len(data), split, by_find=True)
     assert _split_runs(data, 0, split) == by_find
 
 
@@ -88,3 +88,25 @@ def test_mostly_dense_memory_is_made_copy_on_write_friendly() -> None:
     segments = lay_out([(0, find_runs(memoryview(data)))], 100_000)
     covered = sum(s.end - s.start for s in segments)
     assert 2 * covered >= segments[-1].end - segments[0].start
+
+
+@settings(max_examples=40, deadline=None)
+@given(memories, st.integers(5, 40), st.booleans())
+def test_wasm_scanner_finds_the_same_runs_as_python(data: bytes, split: int, is64: bool) -> None:
+    import wasmtime
+
+    from hatch_wizer.instrument import instrument
+    from hatch_wizer.options import WizenOptions
+    from hatch_wizer.runtime import Runtime
+
+    pages = max(1, -(-len(data) // 65536))
+    wat = f'(module (memory (export "m") {"i64 " if is64 else ""}{pages}) (func (export "wizer-initialize")))'
+    options = WizenOptions(cache=False)
+    context, instrumented = instrument(bytes(wasmtime.wat2wasm(wat)), options)
+    runtime = Runtime(options)
+    state = runtime.initialize(context, runtime.compile(instrumented))
+    state.export("m").write(state.store, data, 0)
+    memory = bytes(state.memory(context.memories[0]))
+    buf = ctypes.create_string_buffer(memory, len(memory))
+    expected = _scan(ctypes.addressof(buf), 0, len(memory), split, by_find=True)
+    assert state.scan_runs(context.scanners[0], 0, len(memory), split) == expected

@@ -1,0 +1,120 @@
+"""A Wasm function, added by instrumentation, that finds a memory's non-zero runs.
+
+Compiled with the module, it scans at machine speed where Python would step through every run:
+`scan(from: i64, to: i64, split: i32) -> i32` writes the runs of `[from, to)` that are separated
+by at least `split` zero bytes as (start, end) i64 pairs to the start of a scratch memory, and
+returns how many it wrote. Zeros are skipped 8 bytes at a time, and so are the bytes of a run
+that hold no zero (the `haszero` bit trick).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .binary import sleb, uleb
+
+__all__ = ["SCAN_TYPE", "scan_body"]
+
+# (i64, i64, i32) -> i32
+SCAN_TYPE: Final = b"\x60\x03\x7e\x7e\x7f\x01\x7f"
+
+# Locals after the three parameters.
+FROM, TO, SPLIT = 0, 1, 2
+POS, START, ZEROS, WORD = 3, 4, 5, 6  # i64
+OUT, COUNT = 7, 8  # i32
+
+BLOCK, LOOP, IF, END, BR, BR_IF, RETURN = 0x02, 0x03, 0x04, 0x0B, 0x0C, 0x0D, 0x0F
+EMPTY = 0x40
+
+
+def _get(i: int) -> bytes:
+    return b"\x20" + uleb(i)
+
+
+def _set(i: int) -> bytes:
+    return b"\x21" + uleb(i)
+
+
+def _i64(value: int) -> bytes:
+    return b"\x42" + sleb(value)
+
+
+def _i32(value: int) -> bytes:
+    return b"\x41" + sleb(value)
+
+
+def _memarg(align: int, memory: int) -> bytes:
+    # Bit 6 of the alignment field says a memory index follows (multi-memory).
+    return uleb(align | 0x40) + uleb(memory) + b"\x00"
+
+
+class _Body:
+    def __init__(self, memory: int, is64: bool, scratch: int) -> None:
+        self.memory = memory
+        self.is64 = is64
+        self.scratch = scratch
+        self.code = bytearray()
+
+    def emit(self, *parts: bytes | int) -> None:
+        for part in parts:
+            self.code += bytes([part]) if isinstance(part, int) else part
+
+    def address(self, local: int) -> bytes:
+        # A 32-bit memory takes i32 addresses; `to` never exceeds its size, so this is exact.
+        return _get(local) + (b"" if self.is64 else b"\xa7")  # i32.wrap_i64
+
+    def load64(self, local: int) -> bytes:
+        return self.address(local) + b"\x29" + _memarg(0, self.memory)
+
+    def load8(self, local: int) -> bytes:
+        return self.address(local) + b"\x2d" + _memarg(0, self.memory)  # i32.load8_u
+
+
+def _emit_run(b: _Body, end: bytes) -> None:
+    """Store (start, end) at scratch[out], growing the scratch memory as needed."""
+    s = b.scratch
+    # if out + 16 > memory.size(scratch) * 65536: memory.grow(scratch, 16 pages) or trap
+    b.emit(_get(OUT), _i32(16), 0x6A, b"\x3f" + uleb(s), _i32(16), 0x74, 0x4B, IF, EMPTY)
+    b.emit(_i32(16), b"\x40" + uleb(s), _i32(-1), 0x46, IF, EMPTY, 0x00, END, END)
+    b.emit(_get(OUT), _get(START), b"\x37" + _memarg(3, s))  # i64.store
+    b.emit(_get(OUT), end, b"\x37" + _memarg(3, s)[:-1] + b"\x08")
+    b.emit(_get(OUT), _i32(16), 0x6A, _set(OUT))
+    b.emit(_get(COUNT), _i32(1), 0x6A, _set(COUNT))
+
+
+def scan_body(memory: int, is64: bool, scratch: int) -> bytes:
+    """The encoded body (with its size prefix) of the scan function for `memory`."""
+    b = _Body(memory, is64, scratch)
+    b.emit(b"\x02", b"\x04\x7e", b"\x02\x7f")  # locals: 4 x i64, 2 x i32
+    b.emit(_get(FROM), _set(POS))
+    b.emit(BLOCK, EMPTY, LOOP, EMPTY)  # $done, $next_run
+    # Skip zero words, then zero bytes.
+    b.emit(BLOCK, EMPTY, LOOP, EMPTY)
+    b.emit(_get(POS), _i64(8), 0x7C, _get(TO), 0x56, BR_IF, 1)  # pos + 8 > to: stop words
+    b.emit(b.load64(POS), 0x50, 0x45, BR_IF, 1)  # a non-zero word: stop
+    b.emit(_get(POS), _i64(8), 0x7C, _set(POS), BR, 0, END, END)
+    b.emit(BLOCK, EMPTY, LOOP, EMPTY)
+    b.emit(_get(POS), _get(TO), 0x5A, BR_IF, 3)  # pos >= to: done
+    b.emit(b.load8(POS), BR_IF, 1)  # non-zero: the run starts
+    b.emit(_get(POS), _i64(1), 0x7C, _set(POS), BR, 0, END, END)
+    # In a run: count trailing zeros until `split` of them, or the end.
+    b.emit(_get(POS), _set(START), _i64(0), _set(ZEROS))
+    b.emit(LOOP, EMPTY)  # $in_run
+    b.emit(_get(POS), _i64(1), 0x7C, _set(POS))
+    # At the end: the run stops before its trailing zeros.
+    b.emit(_get(POS), _get(TO), 0x5A, IF, EMPTY)
+    _emit_run(b, _get(POS) + _get(ZEROS) + b"\x7d")
+    b.emit(BR, 3, END)  # done
+    # Eight bytes without a zero byte: skip them all.
+    b.emit(_get(POS), _i64(8), 0x7C, _get(TO), 0x58, IF, EMPTY)  # pos + 8 <= to
+    b.emit(b.load64(POS), _set(WORD))
+    b.emit(_get(WORD), _i64(0x0101010101010101), 0x7D, _get(WORD), _i64(-1), 0x85, 0x83)
+    b.emit(_i64(-0x7F7F7F7F7F7F7F80), 0x83, 0x50, IF, EMPTY)  # no zero byte in the word
+    b.emit(_get(POS), _i64(7), 0x7C, _set(POS), _i64(0), _set(ZEROS), BR, 2, END, END)
+    b.emit(b.load8(POS), IF, EMPTY, _i64(0), _set(ZEROS), BR, 1, END)
+    b.emit(_get(ZEROS), _i64(1), 0x7C, _set(ZEROS))
+    b.emit(_get(ZEROS), _get(SPLIT), 0xAD, 0x52, BR_IF, 0)  # fewer than split zeros: go on
+    _emit_run(b, _get(POS) + _i64(1) + b"\x7c" + _get(ZEROS) + b"\x7d")
+    b.emit(_get(POS), _i64(1), 0x7C, _set(POS), BR, 1, END)  # next run
+    b.emit(END, END, _get(COUNT), END)
+    return uleb(len(b.code)) + bytes(b.code)
