@@ -71,3 +71,22 @@ def test_rust_wizer_rejects_what_we_snapshot(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "table.grow" in result.stderr or "table.set" in result.stderr
+
+
+def test_foreign_function_left_in_a_table_is_an_error(tmp_path: Path) -> None:
+    from hatch_wizer import Preload, wizen
+    from hatch_wizer.errors import InitError
+
+    helper = tmp_path / "helper.wat"
+    helper.write_text(
+        "(module (func $secret (result i32) i32.const 7) (elem declare func $secret)"
+        ' (func (export "get") (result funcref) (ref.func $secret)))'
+    )
+    wat = """(module (import "helper" "get" (func $get (result funcref)))
+      (table 2 funcref)
+      (func (export "wizer-initialize") (table.set (i32.const 1) (call $get))))"""
+    options = WizenOptions(preloads=(Preload("helper", helper),), cache=False)
+    with pytest.raises(
+        InitError, match="table 0 slot 1 holds a function that the module does not define or import"
+    ):
+        wizen(wasm_of(wat), options)

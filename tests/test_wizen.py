@@ -8,7 +8,7 @@ import wasmtime
 from hatch_wizer import Preload, WizenOptions, WizerError, wizen
 from hatch_wizer.errors import InitError, InvalidModule, UnsupportedModule
 from hatch_wizer.parse import parse_module
-from tests.harness import assert_same_behaviour, wasm_of
+from tests.harness import assert_same_behaviour, observe, wasm_of
 
 OPTS = WizenOptions(cache=False)
 
@@ -435,3 +435,16 @@ def test_type_error_names_the_offset() -> None:
     wasm = bytes.fromhex("0061736d010000000105016000017f030201000a040102000b")
     with pytest.raises(InvalidModule, match=r"type mismatch.*\(at offset 0x[0-9a-f]+\)"):
         wizen(wasm, OPTS)
+
+
+def test_relaxed_simd_runs_deterministically() -> None:
+    # (1 + 2^-12)^2 - (1 + 2^-11) is 2^-24 when fused and 0 when not: the deterministic
+    # profile always fuses, whatever the CPU.
+    wat = """(module
+      (global $g (export "g") (mut i32) (i32.const 0))
+      (func (export "wizer-initialize")
+        (global.set $g (i32x4.extract_lane 0 (f32x4.relaxed_madd
+          (f32x4.splat (f32.const 0x1.001p+0)) (f32x4.splat (f32.const 0x1.001p+0))
+          (f32x4.splat (f32.const -0x1.002p+0)))))))"""
+    out = assert_same_behaviour(wat, [], OPTS)
+    assert observe(out, []).globals["g"] == 0x33800000
