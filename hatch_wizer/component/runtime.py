@@ -1,0 +1,203 @@
+"""Run an instrumented component's init on wasmtime and read its state through the accessors.
+
+The engine, the init deadline and the mapping of wasmtime errors come from the core runtime;
+this module adds the component linker (WASI preview 2), the init call in WAVE syntax, and an
+`InstanceState` per core module that answers through the `hatch-wizer-*` exports.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import wasmtime
+from wasmtime import component as wc
+
+from ..errors import ConfigError, InitError, InvalidModule, UnsupportedModule
+from ..options import WizenOptions
+from ..runtime import Runtime, _message, _wasi_config
+from ..snapshot import TableState
+from .instrument import CHUNK, SCAN_UNIT, ComponentContext, InitCall, ModuleAccess
+from .wave import parse_args
+
+__all__ = ["AccessorState", "ComponentRuntime", "Session"]
+
+_RUNS = re.compile(rb"\x01+")
+
+
+@dataclass
+class Session:
+    """A live instance of the instrumented component after its init call."""
+
+    store: wasmtime.Store
+    instance: wc.Instance
+    runtime: Runtime
+    results: Any
+
+
+class ComponentRuntime:
+    def __init__(self, options: WizenOptions) -> None:
+        if options.preloads:
+            raise ConfigError(
+                "preloads are core modules and cannot satisfy a component's imports; "
+                "compose the component with its dependencies first"
+            )
+        self.options = options
+        self.runtime = Runtime(options)
+        self.engine = self.runtime.engine
+
+    def compile(self, wasm: bytes) -> wc.Component:
+        try:
+            return wc.Component(self.engine, wasm)
+        except wasmtime.WasmtimeError as e:
+            raise InvalidModule(f"failed to compile the component: {_message(e)}") from None
+
+    def initialize(self, context: ComponentContext, component: wc.Component) -> Session:
+        """Instantiate (core start functions run here, in the component's order) and make the
+        init call; the instance stays live for the accessors."""
+        store = wasmtime.Store(self.engine)
+        store.set_epoch_deadline(1)
+        linker = wc.Linker(self.engine)
+        if self.options.allow_wasi:
+            store.set_wasi(_wasi_config(self.options))
+            linker.add_wasip2()
+        run = self.runtime._call
+        with self.runtime._deadline():
+            linker.define_unknown_imports_as_traps(component)
+            instance = run(
+                "instantiating the component", lambda: linker.instantiate(store, component)
+            )
+            func = _find_func(store, instance, context.init)
+            args = _arguments(store, func, context.init)
+            what = f"`{context.init.text}`"
+            results = run(what, lambda: func(store, *args))
+            run(what, lambda: func.post_return(store))
+        return Session(store, instance, self.runtime, results)
+
+
+def _find_func(store: wasmtime.Store, instance: wc.Instance, init: InitCall) -> wc.Func:
+    """The init function: a top-level export, or `interface.function` (a version may follow
+    either part, as in `ns:pkg/iface.func@1.0.0`)."""
+    func = instance.get_func(store, init.name)
+    if func is not None:
+        return func
+    text = init.name
+    for dot in [m.start() for m in re.finditer(r"\.", text)][::-1]:
+        iface, fname = text[:dot], text[dot + 1 :]
+        if "@" in fname:
+            fname, version = fname.split("@", 1)
+            iface = f"{iface}@{version}"
+        outer = instance.get_export_index(store, iface)
+        if outer is None:
+            continue
+        index = instance.get_export_index(store, fname, instance=outer)
+        if index is not None:
+            found = instance.get_func(store, index)
+            if found is not None:
+                return found
+    raise InitError(
+        f"the component has no `{init.name}` function export (choose one with --init-func)"
+    )
+
+
+def _arguments(store: wasmtime.Store, func: wc.Func, init: InitCall) -> list[Any]:
+    params = func.type(store).params
+    if init.args is None:
+        if params:
+            names = ", ".join(name for name, _ in params)
+            raise ConfigError(
+                f"`{init.name}` takes parameters ({names}); give them in WAVE syntax, "
+                f"e.g. --init-func '{init.name}(...)'"
+            )
+        return []
+    return parse_args(init.args, params, init.text)
+
+
+class AccessorState:
+    """The InstanceState of one core module, read through the component's accessor exports."""
+
+    def __init__(self, session: Session, access: ModuleAccess) -> None:
+        self.session = session
+        self.access = access
+        self.images: dict[str, bytearray] = {}
+        self.where = f"core instance {access.instance.index}"
+
+    def _call(self, export: str, *args: Any) -> Any:
+        session = self.session
+        func = session.instance.get_func(session.store, export)
+        if func is None:  # pragma: no cover - the instrumentation exported it
+            raise InitError(f"the instrumented component lacks `{export}`")
+        result = session.runtime._call(
+            f"reading the state of {self.where}", lambda: func(session.store, *args)
+        )
+        func.post_return(session.store)
+        return result
+
+    def global_value(self, name: str, valtype: str) -> int | None:
+        exports = self.access.globals[name]
+        if valtype == "v128":
+            lo, hi = (int(self._call(e)) for e in exports)
+            return lo | hi << 64
+        if valtype in ("funcref", "externref"):
+            if self._call(exports[0]):
+                return None
+            index = name.rsplit("_", 1)[1]
+            raise UnsupportedModule(
+                f"global {index} of {self.where} holds a non-null {valtype} after init; "
+                "references inside components cannot be snapshotted"
+            )
+        return int(self._call(exports[0]))
+
+    def memory(self, name: str) -> memoryview:
+        image = self.images.get(name)
+        if image is None:
+            image = self.images[name] = self._read_memory(name)
+        return memoryview(image)
+
+    def _read_memory(self, name: str) -> bytearray:
+        size = int(self._call(self.access.memory_size[name]))
+        image = bytearray(size)
+        units = size // SCAN_UNIT
+        read = self.access.memory_read[name]
+        for first in range(0, units, CHUNK):
+            count = min(CHUNK, units - first)
+            flags = self._call(self.access.memory_scan[name], first * SCAN_UNIT, count)
+            for run in _RUNS.finditer(flags.encode("latin-1")):
+                start = (first + run.start()) * SCAN_UNIT
+                end = (first + run.end()) * SCAN_UNIT
+                self._copy(read, image, start, end)
+        if size % SCAN_UNIT:  # a custom page size can leave a partial unit at the end
+            self._copy(read, image, units * SCAN_UNIT, size)
+        return image
+
+    def _copy(self, read: str, image: bytearray, start: int, end: int) -> None:
+        for offset in range(start, end, CHUNK):
+            length = min(CHUNK, end - offset)
+            image[offset : offset + length] = self._call(read, offset, length).encode("latin-1")
+
+    def table(self, name: str) -> TableState:
+        ordinal = int(name.rsplit("_", 1)[1])
+        table = self.access.context.module.tables[ordinal]
+        size = int(self._call(self.access.table_size[name]))
+        if size != table.limits.minimum:
+            raise UnsupportedModule(
+                f"table {table.index} of {self.where} grew from {table.limits.minimum} to "
+                f"{size} entries during init; tables inside components cannot be snapshotted"
+            )
+        return TableState(size, {})
+
+    def segment_dropped(self, probe: str) -> bool:
+        session = self.session
+        func = session.instance.get_func(session.store, self.access.probes[probe])
+        assert func is not None
+        try:
+            func(session.store)
+            func.post_return(session.store)
+        except (wasmtime.Trap, wasmtime.WasmtimeError):
+            segment = probe.rsplit("_", 1)[1]
+            raise UnsupportedModule(
+                f"passive segment {segment} of {self.where} was dropped during init; "
+                "dropped segments inside components are not supported"
+            ) from None
+        return False
