@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from .errors import InitError, WizerError
 from .instrument import ModuleContext, instrument, instrument_module
 from .options import WizenOptions
-from .parse import check_header, parse_module
+from .parse import check_header, is_component, parse_module
 from .rewrite import rewrite
 from .snapshot import InstanceState, take_snapshot
 
@@ -26,11 +26,18 @@ def snapshot(context: ModuleContext, state: InstanceState) -> bytes:
 def wizen(
     wasm: bytes, options: WizenOptions | None = None, *, report: Report | None = None
 ) -> bytes:
-    """Run `wasm`'s initialization and return a module that starts in the resulting state."""
+    """Run `wasm`'s initialization and return a module that starts in the resulting state.
+
+    `wasm` may also be a component: its init export's call (`options.init_func`, a name or a
+    WAVE call like `add(1, "x")`) runs, and every core instance's state is written back."""
     from .runtime import Runtime  # the only import of wasmtime
 
     options = options or WizenOptions()
     stage = _Stages(report)
+    if is_component(wasm):
+        from .component import wizen_component
+
+        return wizen_component(bytes(wasm), options, stage)
     check_header(wasm)
     runtime = Runtime(options)
     with stage("validate"):
