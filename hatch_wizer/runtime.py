@@ -35,6 +35,8 @@ __all__ = ["Runtime", "WasmtimeState"]
 _UNKNOWN_IMPORT = re.compile(r"unknown import: `([^`]*)` has not been defined")
 _KIND_FUNCREF = 5
 _KIND_EXTERNREF = 6
+_KIND_ANYREF = 7
+_KIND_EXNREF = 8
 
 
 # Proposals Winch cannot compile; a Winch engine with any of them enabled aborts the process.
@@ -450,6 +452,10 @@ class WasmtimeState:
                 or getattr(ref, "__private3")
             )
             return (_KIND_EXTERNREF, 0 if null else -1)
+        if raw.kind == _KIND_ANYREF or raw.kind == _KIND_EXNREF:
+            ref = raw.of.anyref if raw.kind == _KIND_ANYREF else raw.of.exnref
+            if not ref.store_id:
+                return (raw.kind, 0)  # null: as comparable as any other null
         return (raw.kind, -1)  # a GC reference: no identity we can compare
 
     def _ref(self, raw: Any, where: str) -> Ref:
