@@ -421,13 +421,19 @@ def test_stack_overflow_in_init_is_an_error() -> None:
     [
         (b"hello", "not a WebAssembly module"),
         (b"\0asm\x01\x00\x00\x00\x01\x05\x01", "offset"),
-        (b"\0asm\x0d\x00\x01\x00", "expected a core module, found a component"),
         (b"\0asm\x02\x00\x00\x00", "unsupported WebAssembly version"),
     ],
 )
 def test_invalid_input(data: bytes, message: str) -> None:
     with pytest.raises(InvalidModule, match=message):
         wizen(data, OPTS)
+
+
+def test_component_given_to_the_core_path() -> None:
+    from hatch_wizer import instrument
+
+    with pytest.raises(InvalidModule, match="expected a core module, found a component"):
+        instrument(b"\0asm\x0d\x00\x01\x00")
 
 
 def test_type_error_names_the_offset() -> None:
