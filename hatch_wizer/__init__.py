@@ -4,6 +4,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+# `core` imports the pure modules only (wasmtime loads on the first `wizen()`), so this stays
+# cheap for build hooks. Importing it first matters: the submodules `instrument` and `snapshot`
+# would otherwise shadow the functions of the same names as attributes of the package.
+from .core import instrument, snapshot, wizen
 from .errors import WizerError
 from .options import Features, Preload, Preopen, WizenOptions
 
@@ -18,12 +22,3 @@ __all__ = [
     "snapshot",
     "wizen",
 ]
-
-
-def __getattr__(name: str) -> object:
-    # The engine pulls in wasmtime; keep `import hatch_wizer` cheap for build hooks.
-    if name in ("wizen", "instrument", "snapshot"):
-        from . import core
-
-        return getattr(core, name)
-    raise AttributeError(name)

@@ -219,6 +219,6 @@ def test_importing_the_entry_points_does_not_load_the_engine() -> None:
     # hatchling imports every `hatch` entry point; setuptools calls every finalize hook.
     code = (
         "import sys, hatch_wizer.hatch_hook, hatch_wizer.setuptools_plugin\n"
-        "assert 'wasmtime' not in sys.modules and 'hatch_wizer.core' not in sys.modules\n"
+        "assert 'wasmtime' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
