@@ -8,6 +8,7 @@ this module adds the component linker (WASI preview 2), the init call in WAVE sy
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,9 +63,13 @@ class ComponentRuntime:
         if self.options.allow_wasi:
             store.set_wasi(_wasi_config(self.options))
             linker.add_wasip2()
+            # wasmtime's own stubbing would shadow WASI interfaces whose version the linker
+            # matches by semver (a component importing wasi:cli@0.2.9 from a 0.2.6 host).
+            self._stub_imports(linker, component, lambda name: not name.startswith("wasi:"))
+        else:
+            linker.define_unknown_imports_as_traps(component)
         run = self.runtime._call
         with self.runtime._deadline():
-            linker.define_unknown_imports_as_traps(component)
             instance = run(
                 "instantiating the component", lambda: linker.instantiate(store, component)
             )
@@ -74,6 +79,36 @@ class ComponentRuntime:
             results = run(what, lambda: func(store, *args))
             run(what, lambda: func.post_return(store))
         return Session(store, instance, self.runtime, results)
+
+
+    def _stub_imports(
+        self, linker: wc.Linker, component: wc.Component, wanted: Callable[[str], bool]
+    ) -> None:
+        """Functions that fail with a clear error when init calls them, for the imports
+        `wanted` picks (top-level functions and functions of imported instances)."""
+        imports = component.type.imports(self.engine)
+        with linker.root() as root:
+            for name, item in imports.items():
+                if not wanted(name):
+                    continue
+                ty = item.ty
+                if isinstance(ty, wc.FuncType):
+                    root.add_func(name, _trap(name))
+                elif isinstance(ty, wc.ComponentInstanceType):
+                    with root.add_instance(name) as instance:
+                        for fname, export in ty.exports(self.engine).items():
+                            if isinstance(export.ty, wc.FuncType):
+                                instance.add_func(fname, _trap(f"{name}#{fname}"))
+
+
+def _trap(name: str) -> Callable[..., Any]:
+    def call(*_: Any) -> Any:
+        raise InitError(
+            f"init called the import `{name}`, which nothing provides during init "
+            "(only WASI is linked, with --allow-wasi)"
+        )
+
+    return call
 
 
 def _find_func(store: wasmtime.Store, instance: wc.Instance, init: InitCall) -> wc.Func:
