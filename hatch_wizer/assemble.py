@@ -4,30 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .binary import read_uleb, section, uleb
+from .binary import read_uleb, uleb
 from .parse import SECTION_ORDER, Module, SectionId
 
-__all__ = ["assemble", "extend_vector"]
+__all__ = ["Payload", "assemble", "extend_vector"]
+
+# A section's contents: bytes, or pieces to be joined (so large data is copied only once).
+Payload = bytes | list[bytes]
 
 
-def assemble(module: Module, new: Mapping[SectionId, bytes | None]) -> bytes:
+def _section(section_id: int, payload: Payload) -> list[bytes | memoryview]:
+    pieces = payload if isinstance(payload, list) else [payload]
+    return [bytes([section_id]) + uleb(sum(map(len, pieces))), *pieces]
+
+
+def assemble(module: Module, new: Mapping[SectionId, Payload | None]) -> bytes:
     """The module with each section in `new` set to that payload (None drops it).
 
     A new section the module lacks goes right after the last section that must precede it, so
     custom sections that followed that one (e.g. `name`) stay after it.
     """
-    wasm = module.wasm
+    wasm = memoryview(module.wasm)
     present = {s.id for s in module.sections}
     missing = sorted(
         (sid for sid, payload in new.items() if payload is not None and sid not in present),
         key=SECTION_ORDER.index,
     )
-    out = [wasm[:8]]
+    out: list[bytes | memoryview] = [wasm[:8]]
 
     def emit_missing_before(rank: int) -> None:
         while missing and SECTION_ORDER.index(missing[0]) < rank:
             sid = missing.pop(0)
-            out.append(section(sid, new[sid] or b""))
+            out.extend(_section(sid, new[sid] or b""))
 
     for sec in module.sections:
         if sec.id != SectionId.CUSTOM:
@@ -35,7 +43,7 @@ def assemble(module: Module, new: Mapping[SectionId, bytes | None]) -> bytes:
         if sec.id != SectionId.CUSTOM and sec.id in new:
             payload = new[SectionId(sec.id)]
             if payload is not None:
-                out.append(section(sec.id, payload))
+                out.extend(_section(sec.id, payload))
         else:
             out.append(wasm[sec.start : sec.end])
         if sec.id != SectionId.CUSTOM:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from itertools import groupby
 
-from .assemble import assemble
+from .assemble import Payload, assemble
 from .binary import sleb, uleb, vector
 from .instrument import INITIALIZE, ModuleContext
 from .parse import EXTERNREF, FUNCREF, Limits, SectionId
@@ -23,7 +23,7 @@ def rewrite(context: ModuleContext, snap: Snapshot) -> bytes:
     module = context.module
     # Start is dropped: its effects are in the snapshot. A component's module keeps its exports:
     # the component may alias any of them, `_initialize` included.
-    new: dict[SectionId, bytes | None] = {SectionId.START: None}
+    new: dict[SectionId, Payload | None] = {SectionId.START: None}
     if not context.embedded:
         new[SectionId.EXPORT] = vector(_exports(context))
     if module.memories:
@@ -45,7 +45,7 @@ def rewrite(context: ModuleContext, snap: Snapshot) -> bytes:
         new[SectionId.ELEMENT] = vector(_elements(context, snap))
     if snap.segments or module.data:
         count = len(context.module.data) + len(snap.segments)
-        new[SectionId.DATA] = b"".join([uleb(count), *_data(context, snap)])
+        new[SectionId.DATA] = [uleb(count), *_data(context, snap)]
     if module.data_count is not None:
         new[SectionId.DATA_COUNT] = uleb(len(module.data) + len(snap.segments))
     return assemble(module, new)
