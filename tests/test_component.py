@@ -1,0 +1,475 @@
+"""Wizening components: each output must validate and answer like the original after init."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import wasmtime
+from wasmtime import component as wc
+
+from hatch_wizer import WizenOptions, wizen
+from hatch_wizer.errors import ConfigError, InitError, UnsupportedModule, WizerError
+from hatch_wizer.parse import is_component
+
+DATA = Path(__file__).parent / "data" / "components"
+OPTS = WizenOptions(cache=False)
+Call = tuple[str, tuple[Any, ...]]
+
+
+def component_of(text: str) -> bytes:
+    return bytes(wasmtime.wat2wasm(text))
+
+
+def _wasm_tools() -> str | None:
+    beside = Path(sys.executable).parent / "wasm-tools"
+    return str(beside) if beside.exists() else shutil.which("wasm-tools")
+
+
+def validate(wasm: bytes, tmp_path: Path) -> None:
+    tool = _wasm_tools()
+    if tool is None:
+        return
+    path = tmp_path / "out.wasm"
+    path.write_bytes(wasm)
+    subprocess.run([tool, "validate", str(path)], check=True, capture_output=True)
+
+
+def export_names(wasm: bytes) -> list[str]:
+    engine = wasmtime.Engine()
+    return list(wc.Component(engine, wasm).type.exports(engine))
+
+
+def run(wasm: bytes, init: list[Call], calls: list[Call], *, wasi: bool = False) -> list[Any]:
+    """Instantiate, make the `init` calls, then the `calls`; return the calls' results."""
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    linker = wc.Linker(engine)
+    if wasi:
+        store.set_wasi(wasmtime.WasiConfig())
+        linker.add_wasip2()
+    component = wc.Component(engine, wasm)
+    instance = linker.instantiate(store, component)
+    results = []
+    for i, (name, args) in enumerate([*init, *calls]):
+        func = instance.get_func(store, name)
+        assert func is not None, name
+        result = func(store, *args)
+        func.post_return(store)
+        if i >= len(init):
+            results.append(result)
+    return results
+
+
+def assert_same_behaviour(
+    text_or_wasm: str | bytes,
+    calls: list[Call],
+    tmp_path: Path,
+    options: WizenOptions = OPTS,
+    init: list[Call] | None = None,
+    *,
+    wasi: bool = False,
+) -> bytes:
+    wasm = component_of(text_or_wasm) if isinstance(text_or_wasm, str) else text_or_wasm
+    out = wizen(wasm, options)
+    assert is_component(out)
+    validate(out, tmp_path)
+    init = init if init is not None else [(options.init_func, ())]
+    assert run(out, [], calls, wasi=wasi) == run(wasm, init, calls, wasi=wasi)
+    return out
+
+
+GLOBALS = """(component
+  (core module $m
+    (global $i (mut i32) (i32.const 0))
+    (global $l (mut i64) (i64.const 0))
+    (global $f (mut f32) (f32.const 0))
+    (global $d (mut f64) (f64.const 0))
+    (global $v (mut v128) (v128.const i64x2 0 0))
+    (global $r (mut funcref) (ref.null func))
+    (func (export "init")
+      (global.set $i (i32.const -5))
+      (global.set $l (i64.const 0x8000000000000001))
+      (global.set $f (f32.reinterpret_i32 (i32.const 0x7fa00001)))
+      (global.set $d (f64.reinterpret_i64 (i64.const 0x7ff0000000000001)))
+      (global.set $v (v128.const i32x4 1 2 3 0xffffffff)))
+    (func (export "i") (result i32) (global.get $i))
+    (func (export "l") (result i64) (global.get $l))
+    (func (export "f") (result i32) (i32.reinterpret_f32 (global.get $f)))
+    (func (export "d") (result i64) (i64.reinterpret_f64 (global.get $d)))
+    (func (export "v") (result i32) (i32x4.extract_lane 3 (global.get $v)))
+    (func (export "v0") (result i32) (i32x4.extract_lane 0 (global.get $v)))
+    (func (export "r") (result i32) (ref.is_null (global.get $r))))
+  (core instance $x (instantiate $m))
+  (func (export "wizer-initialize") (canon lift (core func $x "init")))
+  (func (export "i") (result s32) (canon lift (core func $x "i")))
+  (func (export "l") (result u64) (canon lift (core func $x "l")))
+  (func (export "f") (result u32) (canon lift (core func $x "f")))
+  (func (export "d") (result u64) (canon lift (core func $x "d")))
+  (func (export "v") (result u32) (canon lift (core func $x "v")))
+  (func (export "v0") (result u32) (canon lift (core func $x "v0")))
+  (func (export "r") (result u32) (canon lift (core func $x "r"))))"""
+
+
+def test_globals_of_every_type_keep_exact_bits(tmp_path: Path) -> None:
+    calls: list[Call] = [(n, ()) for n in ("i", "l", "f", "d", "v", "v0", "r")]
+    out = assert_same_behaviour(GLOBALS, calls, tmp_path)
+    assert run(out, [], calls[2:4]) == [0x7FA00001, 0x7FF0000000000001]  # NaN payloads
+    assert "wizer-initialize" not in export_names(out)
+
+
+def test_non_null_reference_global_is_a_clear_error() -> None:
+    wat = GLOBALS.replace(
+        "(global.set $v (v128.const i32x4 1 2 3 0xffffffff)))",
+        "(global.set $r (ref.func $g)))\n(func $g) (elem declare func $g)",
+    )
+    with pytest.raises(UnsupportedModule, match="non-null funcref"):
+        wizen(component_of(wat), OPTS)
+
+
+MEMORY = """(component
+  (core module $m
+    (memory (export "memory") 1 3)
+    (data (i32.const 8) "hello")
+    (func (export "init")
+      (drop (memory.grow (i32.const 2)))
+      (i32.store offset=1337 (i32.const 0) (i32.const 42))
+      (i32.store8 (i32.const 8) (i32.const 0))                 ;; zero an original byte
+      (i32.store8 offset=196607 (i32.const 0) (i32.const 9)))  ;; the last byte of the memory
+    (func (export "load") (param i32) (result i32) (i32.load8_u (local.get 0)))
+    (func (export "size") (result i32) (memory.size))
+    (func (export "grow") (result i32) (memory.grow (i32.const 1))))
+  (core instance $x (instantiate $m))
+  (func (export "wizer-initialize") (canon lift (core func $x "init")))
+  (func (export "load") (param "at" u32) (result u8) (canon lift (core func $x "load")))
+  (func (export "size") (result u32) (canon lift (core func $x "size")))
+  (func (export "grow") (result s32) (canon lift (core func $x "grow"))))"""
+
+
+def test_memory_contents_and_size_even_at_its_maximum(tmp_path: Path) -> None:
+    # The memory ends init at its maximum (3 pages): reading it must not need to grow it.
+    calls: list[Call] = [("load", (a,)) for a in (8, 9, 1337, 196607, 5000)]
+    calls += [("size", ()), ("grow", ())]
+    assert_same_behaviour(MEMORY, calls, tmp_path)
+
+
+def test_large_sparse_memory_round_trips(tmp_path: Path) -> None:
+    wat = """(component
+      (core module $m
+        (memory (export "memory") 700)
+        (func (export "init")
+          (local $i i32)
+          (loop $l   ;; 5 MiB of dense bytes, then sparse ones
+            (i32.store8 (local.get $i) (i32.add (i32.const 1) (i32.rem_u (local.get $i) (i32.const 251))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if $l (i32.lt_u (local.get $i) (i32.const 5242880))))
+          (i32.store (i32.const 30000000) (i32.const 7))
+          (i32.store (i32.const 45871100) (i32.const 8)))
+        (func (export "sum") (param i32 i32) (result i32)
+          (local $s i32)
+          (loop $l
+            (local.set $s (i32.add (local.get $s) (i32.load8_u (local.get 0))))
+            (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+            (br_if $l (i32.lt_u (local.get 0) (local.get 1))))
+          (local.get $s)))
+      (core instance $x (instantiate $m))
+      (func (export "wizer-initialize") (canon lift (core func $x "init")))
+      (func (export "sum") (param "from" u32) (param "to" u32) (result u32)
+        (canon lift (core func $x "sum"))))"""
+    calls: list[Call] = [("sum", (0, 5242880)), ("sum", (29999990, 30000010))]
+    calls.append(("sum", (45871090, 45875200)))
+    assert_same_behaviour(wat, calls, tmp_path)
+
+
+SHARED = """(component
+  (core module $a
+    (memory (export "memory") 1)
+    (global (export "g") (mut i32) (i32.const 0))
+    (func (export "init")
+      (i32.store (i32.const 100) (i32.const 100))
+      (global.set 0 (i32.add (global.get 0) (i32.const 7))))
+    (func (export "run") (result i32)
+      (i32.add (global.get 0)
+        (i32.add (i32.add (i32.load (i32.const 100)) (i32.load (i32.const 200)))
+                 (i32.add (i32.load (i32.const 300)) (memory.size))))))
+  (core instance $ia (instantiate $a))
+  (core module $b
+    (import "a" "memory" (memory 1))
+    (import "a" "g" (global $g (mut i32)))
+    (global $own (mut i32) (i32.const 0))
+    (data (i32.const 200) "\\c8")    ;; 200, applied when $b is instantiated
+    (func $start
+      (global.set $own (i32.const 1))
+      (global.set $g (i32.add (global.get $g) (i32.const 100))))
+    (start $start)
+    (func (export "init")
+      (i32.store (i32.const 300) (i32.const 201))
+      (drop (memory.grow (i32.const 1)))
+      (global.set $g (i32.add (global.get $g) (global.get $own))))
+    (func (export "own") (result i32) (global.get $own)))
+  (core instance $ib (instantiate $b (with "a" (instance $ia))))
+  (core module $c
+    (import "a" "memory" (memory 1))
+    (func (export "poke") (param i32 i32) (i32.store (local.get 0) (local.get 1))))
+  (core instance $ic (instantiate $c (with "a" (instance $ia))))
+  (core module $unused (func (export "f")))
+  (func $init (canon lift (core func $ib "init")))
+  (func (export "wizer-initialize") (canon lift (core func $ia "init")))
+  (func (export "run") (result s32) (canon lift (core func $ia "run")))
+  (func (export "own") (result s32) (canon lift (core func $ib "own")))
+  (func (export "init-b") (canon lift (core func $ib "init")))
+  (func (export "poke") (param "at" u32) (param "v" u32) (canon lift (core func $ic "poke"))))"""
+
+
+def test_modules_sharing_a_memory_and_a_global(tmp_path: Path) -> None:
+    # $b's start ran once at instantiation (its data segment re-applied would clobber state);
+    # its init grows the memory that $a defines; the output must not run either again.
+    init: list[Call] = [("wizer-initialize", ()), ("init-b", ())]
+    options = WizenOptions(cache=False, init_func="wizer-initialize")
+    wasm = component_of(SHARED)
+    out = wizen(wasm, options)
+    staged = wizen(out, WizenOptions(cache=False, init_func="init-b"))
+    validate(staged, tmp_path)
+    calls: list[Call] = [("run", ()), ("own", ()), ("poke", (200, 5)), ("run", ())]
+    assert run(staged, [], calls) == run(wasm, init, calls)
+    assert run(staged, [], [("run", ())]) == [7 + 100 + 1 + 100 + 200 + 201 + 2]
+
+
+def test_export_removal_keeps_exports_before_and_after(tmp_path: Path) -> None:
+    wat = """(component
+      (core module $m
+        (global $g (mut i32) (i32.const 0))
+        (func (export "init") (global.set $g (i32.const 5)))
+        (func (export "get") (result i32) (global.get $g)))
+      (core instance $x (instantiate $m))
+      (func $get (result s32) (canon lift (core func $x "get")))
+      (export "before" (func $get))
+      (func $init (canon lift (core func $x "init")))
+      (export $e "wizer-initialize" (func $init))
+      (export $after "after" (func $get))
+      (instance $bundle (export "get" (func $after)) (export "init" (func $e)))
+      (export "bundle" (instance $bundle))
+      (export "last" (func $after)))"""
+    out = assert_same_behaviour(wat, [("before", ()), ("after", ()), ("last", ())], tmp_path)
+    assert export_names(out) == ["before", "after", "bundle", "last"]
+    # The instance that exported the init function keeps it, now through the lifted function.
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    instance = wc.Linker(engine).instantiate(store, wc.Component(engine, out))
+    bundle = instance.get_export_index(store, "bundle")
+    get = instance.get_func(store, instance.get_export_index(store, "get", instance=bundle))
+    assert get is not None and get(store) == 5
+
+
+def test_keep_init_func_and_wave_arguments_for_staged_init(tmp_path: Path) -> None:
+    wat = """(component
+      (core module $m
+        (global $g (mut i64) (i64.const 0))
+        (func (export "add") (param i64 i32) (result i64)
+          (global.set $g (i64.add (global.get $g) (i64.mul (local.get 0) (i64.extend_i32_u (local.get 1)))))
+          (global.get $g))
+        (func (export "get") (result i64) (global.get $g)))
+      (core instance $x (instantiate $m))
+      (func (export "add") (param "n" s64) (param "times" bool) (result s64)
+        (canon lift (core func $x "add")))
+      (func (export "get") (result s64) (canon lift (core func $x "get"))))"""
+    lines: list[str] = []
+    first = wizen(
+        component_of(wat),
+        WizenOptions(cache=False, init_func="add(40, true)", keep_init_func=True),
+        report=lines.append,
+    )
+    assert "init returned 40" in lines
+    second = wizen(first, WizenOptions(cache=False, init_func=" add( 2 , true ) "))
+    validate(second, tmp_path)
+    assert export_names(second) == ["get"]
+    assert run(second, [], [("get", ())]) == [42]
+
+
+def test_wave_argument_errors_name_the_problem() -> None:
+    wat = """(component
+      (core module $m (func (export "f") (param i32)))
+      (core instance $x (instantiate $m))
+      (func (export "f") (param "s" u32) (canon lift (core func $x "f"))))"""
+    with pytest.raises(ConfigError, match="takes parameters"):
+        wizen(component_of(wat), WizenOptions(cache=False, init_func="f"))
+    with pytest.raises(ConfigError, match="expected an integer"):
+        wizen(component_of(wat), WizenOptions(cache=False, init_func='f("x")'))
+
+
+def test_interface_function_as_init_needs_keep(tmp_path: Path) -> None:
+    wat = """(component
+      (core module $m
+        (global $g (mut i32) (i32.const 0))
+        (func (export "set") (param i32) (global.set $g (local.get 0)))
+        (func (export "get") (result i32) (global.get $g)))
+      (core instance $x (instantiate $m))
+      (func $set (param "v" u32) (canon lift (core func $x "set")))
+      (instance $i (export "set" (func $set)))
+      (export "local:app/init@0.1.0" (instance $i))
+      (func (export "get") (result u32) (canon lift (core func $x "get"))))"""
+    wasm = component_of(wat)
+    with pytest.raises(UnsupportedModule, match="--keep-init-func"):
+        wizen(wasm, WizenOptions(cache=False, init_func="local:app/init.set@0.1.0(9)"))
+    options = WizenOptions(cache=False, init_func="local:app/init.set@0.1.0(9)", keep_init_func=True)
+    out = wizen(wasm, options)
+    validate(out, tmp_path)
+    assert run(out, [], [("get", ())]) == [9]
+
+
+def test_unknown_import_is_stubbed_unless_init_calls_it(tmp_path: Path) -> None:
+    wat = """(component
+      (import "host-log" (func $log (param "v" u32)))
+      (core func $lowered (canon lower (func $log)))
+      (core module $m
+        (import "host" "log" (func $log (param i32)))
+        (global $g (mut i32) (i32.const 0))
+        (func (export "init") (global.set $g (i32.const 3)))
+        (func (export "loud") (call $log (i32.const 1)))
+        (func (export "get") (result i32) (global.get $g)))
+      (core instance $host (export "log" (func $lowered)))
+      (core instance $x (instantiate $m (with "host" (instance $host))))
+      (func (export "wizer-initialize") (canon lift (core func $x "init")))
+      (func (export "loud") (canon lift (core func $x "loud")))
+      (func (export "get") (result u32) (canon lift (core func $x "get"))))"""
+    wasm = component_of(wat)
+    out = wizen(wasm, OPTS)
+    validate(out, tmp_path)
+    assert "host-log" in wc.Component(wasmtime.Engine(), out).type.imports(wasmtime.Engine())
+    with pytest.raises(InitError, match="host-log"):
+        wizen(wasm, WizenOptions(cache=False, init_func="loud"))
+    with pytest.raises(InitError, match="host-log"):
+        wizen(wasm, WizenOptions(cache=False, init_func="loud", allow_wasi=True))
+
+
+def test_wasi_preview2_during_init(tmp_path: Path) -> None:
+    wat = """(component
+      (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
+        (export "now" (func (result u64)))))
+      (alias export $clock "now" (func $now))
+      (core func $now-lowered (canon lower (func $now)))
+      (core module $m
+        (import "clock" "now" (func $now (result i64)))
+        (global $t (mut i64) (i64.const 0))
+        (func (export "init") (global.set $t (call $now)))
+        (func (export "get") (result i64) (global.get $t)))
+      (core instance $clock-core (export "now" (func $now-lowered)))
+      (core instance $x (instantiate $m (with "clock" (instance $clock-core))))
+      (func (export "wizer-initialize") (canon lift (core func $x "init")))
+      (func (export "get") (result u64) (canon lift (core func $x "get"))))"""
+    wasm = component_of(wat)
+    with pytest.raises(InitError, match="monotonic-clock"):
+        wizen(wasm, OPTS)
+    out = wizen(wasm, WizenOptions(cache=False, allow_wasi=True))
+    validate(out, tmp_path)
+    frozen = run(out, [], [("get", ()), ("get", ())], wasi=True)
+    assert frozen[0] == frozen[1] > 0
+    assert run(out, [], [("get", ())], wasi=True) == frozen[:1]  # the snapshot, not a new clock
+
+
+@pytest.mark.parametrize(
+    ("wat", "message"),
+    [
+        (
+            """(component
+              (core module $m (func (export "f")))
+              (core instance $a (instantiate $m))
+              (core instance $b (instantiate $m))
+              (func (export "wizer-initialize") (canon lift (core func $a "f"))))""",
+            "instantiated more than once",
+        ),
+        (
+            """(component
+              (component $inner
+                (core module $m (func (export "f")))
+                (core instance $a (instantiate $m)))
+              (core module $m (func (export "f")))
+              (core instance $a (instantiate $m))
+              (func (export "wizer-initialize") (canon lift (core func $a "f"))))""",
+            "nested component 0 instantiates core modules",
+        ),
+        (
+            """(component
+              (core module $m (func (export "f")))
+              (core instance $a (instantiate $m))
+              (func (export "other") (canon lift (core func $a "f"))))""",
+            "no `wizer-initialize` export",
+        ),
+        (
+            """(component
+              (import "m" (core module $m (export "f" (func))))
+              (core instance $a (instantiate $m))
+              (func (export "wizer-initialize") (canon lift (core func $a "f"))))""",
+            "core module 0, which is an import",
+        ),
+    ],
+)
+def test_unsupported_structures_have_clear_errors(wat: str, message: str) -> None:
+    with pytest.raises(WizerError, match=message):
+        wizen(component_of(wat), OPTS)
+
+
+def test_nested_components_without_modules_are_kept(tmp_path: Path) -> None:
+    wat = """(component
+      (component $types
+        (type $t (record (field "a" u32)))
+        (export "t" (type $t)))
+      (instance $ti (instantiate $types))
+      (core module $m
+        (global $g (mut i32) (i32.const 0))
+        (func (export "init") (global.set $g (i32.const 11)))
+        (func (export "get") (result i32) (global.get $g)))
+      (core instance $x (instantiate $m))
+      (func (export "wizer-initialize") (canon lift (core func $x "init")))
+      (func (export "get") (result u32) (canon lift (core func $x "get"))))"""
+    assert_same_behaviour(wat, [("get", ())], tmp_path)
+
+
+def test_start_function_state_is_kept_and_start_does_not_run_again(tmp_path: Path) -> None:
+    wat = """(component
+      (core module $m
+        (global $g (mut i32) (i32.const 0))
+        (func $start (global.set $g (i32.add (global.get $g) (i32.const 1))))
+        (start $start)
+        (func (export "init") (global.set $g (i32.mul (global.get $g) (i32.const 10))))
+        (func (export "get") (result i32) (global.get $g)))
+      (core instance $x (instantiate $m))
+      (func (export "wizer-initialize") (canon lift (core func $x "init")))
+      (func (export "get") (result u32) (canon lift (core func $x "get"))))"""
+    out = assert_same_behaviour(wat, [("get", ())], tmp_path)
+    assert run(out, [], [("get", ())]) == [10]
+
+
+def test_real_toolchain_fixture(tmp_path: Path) -> None:
+    """clang + wasm-ld + `wasm-tools component new` (see data/components/build.sh)."""
+    wasm = (DATA / "lookup.wasm").read_bytes()
+    calls: list[Call] = [("is-prime", (1000003,)), ("is-prime", (1000001,))]
+    calls += [("count-below", (1 << 20,)), ("count-below", (12345,)), ("inits", ())]
+    out = assert_same_behaviour(wasm, calls, tmp_path)
+    assert run(out, [], [("count-below", (1 << 20,)), ("inits", ())]) == [82025, 1]
+    assert export_names(out) == ["is-prime", "count-below", "inits"]
+
+
+def test_cli_takes_a_component_and_a_wave_call(tmp_path: Path) -> None:
+    from hatch_wizer.cli import main
+
+    source = tmp_path / "in.wat"
+    source.write_text(
+        """(component
+          (core module $m
+            (global $g (mut i32) (i32.const 0))
+            (func (export "set") (param i32) (global.set $g (local.get 0)))
+            (func (export "get") (result i32) (global.get $g)))
+          (core instance $x (instantiate $m))
+          (func (export "set") (param "v" u32) (canon lift (core func $x "set")))
+          (func (export "get") (result u32) (canon lift (core func $x "get"))))"""
+    )
+    out = tmp_path / "out.wasm"
+    code = main([str(source), "-o", str(out), "--init-func", "set(77)", "--no-cache", "-q"])
+    assert code == 0
+    assert run(out.read_bytes(), [], [("get", ())]) == [77]
+    assert export_names(out.read_bytes()) == ["get"]
