@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
+from typing import Final, Protocol
 
-from .errors import InitError
+from .errors import InitError, UnsupportedModule
 from .instrument import ModuleContext
 from .layout import Segment, find_runs, lay_out
 
-__all__ = ["InstanceState", "Ref", "Snapshot", "TableState", "take_snapshot"]
+__all__ = ["MAX_DATA_BYTES", "InstanceState", "Ref", "Snapshot", "TableState", "take_snapshot"]
+
+# Web engines refuse modules over 1 GiB (V8's limit, shared by others); a bigger snapshot also
+# could not be built without holding several copies of it in memory.
+MAX_DATA_BYTES: Final = 1 << 30
 
 # A reference value: a function index, or None for null.
 Ref = int | None
@@ -79,6 +83,12 @@ def take_snapshot(context: ModuleContext, state: InstanceState) -> Snapshot:
         raise InitError(
             f"the memory needs {len(segments)} data segments but at most {max(limit, 0)} fit "
             f"(the module already has {len(module.data)})"
+        )
+    data = sum(s.end - s.start for s in segments)
+    if data > MAX_DATA_BYTES:
+        raise UnsupportedModule(
+            f"the snapshot would hold {data / 2**30:.2f} GiB of memory data, more than the "
+            f"{MAX_DATA_BYTES // 2**30} GiB engines accept in a module"
         )
     contents = []
     for memory_name, memory_index in _memory_names(context):
