@@ -1,0 +1,2 @@
+(module (func (export "x") (i32.const)))
+)
