@@ -315,7 +315,9 @@ def test_interface_function_as_init_needs_keep(tmp_path: Path) -> None:
     wasm = component_of(wat)
     with pytest.raises(UnsupportedModule, match="--keep-init-func"):
         wizen(wasm, WizenOptions(cache=False, init_func="local:app/init.set@0.1.0(9)"))
-    options = WizenOptions(cache=False, init_func="local:app/init.set@0.1.0(9)", keep_init_func=True)
+    options = WizenOptions(
+        cache=False, init_func="local:app/init.set@0.1.0(9)", keep_init_func=True
+    )
     out = wizen(wasm, options)
     validate(out, tmp_path)
     assert run(out, [], [("get", ())]) == [9]
@@ -411,6 +413,25 @@ def test_wasi_preview2_during_init(tmp_path: Path) -> None:
 def test_unsupported_structures_have_clear_errors(wat: str, message: str) -> None:
     with pytest.raises(WizerError, match=message):
         wizen(component_of(wat), OPTS)
+
+
+def test_table_writes_and_growth_are_rejected() -> None:
+    wat = """(component
+      (core module $m
+        (table $t 2 10 funcref)
+        (func $f)
+        (elem declare func $f)
+        (func (export "set") (table.set $t (i32.const 0) (ref.func $f)))
+        (func (export "grow") (drop (table.grow $t (ref.null func) (i32.const 1)))))
+      (core instance $x (instantiate $m))
+      (func (export "set") (canon lift (core func $x "set")))
+      (func (export "grow") (canon lift (core func $x "grow"))))"""
+    with pytest.raises(UnsupportedModule, match=r"uses `table\.set`"):
+        wizen(component_of(wat), WizenOptions(cache=False, init_func="grow"))
+    growing = wat.replace('(func (export "set") (table.set $t (i32.const 0) (ref.func $f)))', "")
+    growing = growing.replace('(func (export "set") (canon lift (core func $x "set")))', "")
+    with pytest.raises(UnsupportedModule, match="grew from 2 to 3 entries"):
+        wizen(component_of(growing), WizenOptions(cache=False, init_func="grow"))
 
 
 def test_nested_components_without_modules_are_kept(tmp_path: Path) -> None:

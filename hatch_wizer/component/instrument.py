@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..binary import name, section, sleb, uleb, vector
+from ..code import _bodies, _instructions
 from ..errors import InitError, UnsupportedModule
 from ..instrument import ModuleContext, instrument_module
 from ..options import WizenOptions
-from ..parse import EXTERNREF, FUNCREF, Limits, parse_module
+from ..parse import EXTERNREF, FUNCREF, ExternKind, Limits, Module, function_name, parse_module
 from .parse import (
     Component,
     ComponentExport,
@@ -141,6 +142,7 @@ def instrument_component(wasm: bytes, options: WizenOptions) -> tuple[ComponentC
     contexts = []
     for instance in component.instances:
         module = parse_module(component.module_bytes(instance.section))
+        _check_table_writes(module, instance)
         context, instrumented = instrument_module(module, options, embedded=True)
         contexts.append((instance, context))
         modules[instance.section] = instrumented
@@ -150,6 +152,25 @@ def instrument_component(wasm: bytes, options: WizenOptions) -> tuple[ComponentC
     accesses = tuple(builder.add(instance, context) for instance, context in contexts)
     out = reassemble(component, modules) + builder.sections()
     return ComponentContext(component, options, init, accesses, drop), out
+
+
+def _check_table_writes(module: Module, instance: CoreInstance) -> None:
+    """Reject instructions that write table slots: a component's host cannot compare function
+    references, so changed slots could not be told apart (growth is caught at run time)."""
+    if not module.tables and not module.imported(ExternKind.TABLE):
+        return
+    for func, start, end in _bodies(module):
+        for offset, op, sub in _instructions(module.wasm, start, end):
+            if op == 0x26 or (op == 0xFC and sub in _TABLE_WRITES):
+                what = "table.set" if op == 0x26 else _TABLE_WRITES[sub]
+                raise UnsupportedModule(
+                    f"function {function_name(module, func)} of core module {instance.module} "
+                    f"uses `{what}` at offset {offset:#x}: table writes inside components "
+                    "cannot be snapshotted"
+                )
+
+
+_TABLE_WRITES: Final = {12: "table.init", 14: "table.copy", 17: "table.fill"}
 
 
 def _init_export(component: Component, init: InitCall, keep: bool) -> ComponentExport | None:

@@ -80,7 +80,6 @@ class ComponentRuntime:
             run(what, lambda: func.post_return(store))
         return Session(store, instance, self.runtime, results)
 
-
     def _stub_imports(
         self, linker: wc.Linker, component: wc.Component, wanted: Callable[[str], bool]
     ) -> None:
