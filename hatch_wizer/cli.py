@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
         "--init-func",
         default=DEFAULT_INIT_FUNC,
         metavar="NAME",
-        help=f"the init export (default `{DEFAULT_INIT_FUNC}`)",
+        help=f"the init export (default `{DEFAULT_INIT_FUNC}`); for a component also a call "
+        "with WAVE arguments, e.g. 'add-string(\"hello\")' or 'ns:pkg/iface.func(1)'",
     )
     p.add_argument(
         "-r",
@@ -82,7 +83,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="BOOL",
         help="keep the init export in the output",
     )
-    p.add_argument("--allow-wasi", action="store_true", help="link WASI preview 1 during init")
+    p.add_argument(
+        "--allow-wasi",
+        action="store_true",
+        help="link WASI during init (preview 1 for modules, preview 2 for components)",
+    )
     p.add_argument(
         "--inherit-stdio",
         type=_bool,
