@@ -10,12 +10,13 @@ from .parse import SECTION_ORDER, Module, SectionId
 __all__ = ["Payload", "assemble", "extend_vector"]
 
 # A section's contents: bytes, or pieces to be joined (so large data is copied only once).
-Payload = bytes | list[bytes]
+Payload = bytes | list[bytes | memoryview]
 
 
 def _section(section_id: int, payload: Payload) -> list[bytes | memoryview]:
     pieces = payload if isinstance(payload, list) else [payload]
-    return [bytes([section_id]) + uleb(sum(map(len, pieces))), *pieces]
+    size = sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in pieces)
+    return [bytes([section_id]) + uleb(size), *pieces]
 
 
 def assemble(module: Module, new: Mapping[SectionId, Payload | None]) -> bytes:
@@ -62,10 +63,10 @@ def _gap_after(section_id: int, present: set[int]) -> int:
     return gap
 
 
-def extend_vector(module: Module, section_id: SectionId, items: list[bytes]) -> bytes:
+def extend_vector(module: Module, section_id: SectionId, items: list[bytes]) -> Payload:
     """The payload of a vector section with `items` appended to its raw entries."""
     sec = module.section(section_id)
     if sec is None:
-        return uleb(len(items)) + b"".join(items)
+        return [uleb(len(items)), *items]
     count, pos = read_uleb(module.wasm, sec.payload_start)
-    return uleb(count + len(items)) + module.wasm[pos : sec.end] + b"".join(items)
+    return [uleb(count + len(items)), memoryview(module.wasm)[pos : sec.end], *items]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .assemble import assemble, extend_vector
+from .assemble import Payload, assemble, extend_vector
 from .binary import name, sleb, uleb
 from .code import check_gc_mutations
 from .errors import InitError, UnsupportedModule
@@ -46,7 +46,9 @@ class ModuleContext:
     start: str | None
     data_probes: tuple[tuple[int, str], ...]  # (segment index, probe export)
     elem_probes: tuple[tuple[int, str], ...]
-    funcs: tuple[tuple[int, str], ...]  # functions a table or global may refer to
+    funcs: tuple[tuple[int, str], ...]  # exports of functions a table or global may refer to
+    # Per defined table: (slot, function) as instantiation leaves them (see `_initial_slots`).
+    initial_slots: tuple[tuple[tuple[int, int], ...], ...] = ()
     notes: tuple[str, ...] = ()
     # A module inside a component: no init export of its own, start left in place, exports kept.
     embedded: bool = False
@@ -85,8 +87,10 @@ def instrument_module(
     memories = tuple(f"{RESERVED_PREFIX}memory_{i}" for i in range(len(module.memories)))
     tables = tuple(f"{RESERVED_PREFIX}table_{i}" for i in range(len(module.tables)))
     start = f"{RESERVED_PREFIX}start" if module.start is not None and not embedded else None
-    referenceable = [] if embedded else _referenceable_funcs(module)
-    funcs = tuple((f, f"{RESERVED_PREFIX}func_{f}") for f in referenceable)
+    initial_slots, unplaced = _initial_slots(module)
+    exported = {e.index: e.name for e in module.exports if e.kind == ExternKind.FUNC}
+    to_export = [] if embedded else [f for f in unplaced if f not in exported]
+    funcs = tuple((f, f"{RESERVED_PREFIX}func_{f}") for f in to_export)
     probes = _Probes(module)
 
     exports = [_export(n, ExternKind.GLOBAL, i) for i, _, n in globals_]
@@ -98,9 +102,11 @@ def instrument_module(
     if start is not None and module.start is not None:
         exports.append(_export(start, ExternKind.FUNC, module.start))
     exports += [_export(n, ExternKind.FUNC, f) for f, n in funcs]
+    if not embedded and _holds_references(module):
+        funcs += tuple(sorted(exported.items()))  # found through their own exports
     exports += probes.exports
 
-    new: dict[SectionId, bytes | None] = {}
+    new: dict[SectionId, Payload | None] = {}
     if not embedded:
         new[SectionId.START] = None
     types: list[bytes] = []
@@ -142,6 +148,7 @@ def instrument_module(
         data_probes=tuple(probes.data),
         elem_probes=tuple(probes.elem),
         funcs=funcs,
+        initial_slots=() if embedded else initial_slots,
         notes=notes,
         embedded=embedded,
         scanners=scanners,
@@ -236,15 +243,36 @@ def _check_renames(module: Module, options: WizenOptions, init_func: str) -> Non
         targets.add(dst)
 
 
-def _referenceable_funcs(module: Module) -> list[int]:
-    """Functions that may end up in a table or a funcref global: Wasm only lets code take a
-    reference to functions named in element segments, global initializers or exports."""
-    if not module.tables and not any(g.mutable and g.valtype == FUNCREF for g in module.globals):
-        return []
-    funcs = {f for seg in module.elements for f in seg.funcs}
-    funcs.update(module.global_refs)
-    funcs.update(e.index for e in module.exports if e.kind == ExternKind.FUNC)
-    return sorted(funcs)
+def _holds_references(module: Module) -> bool:
+    return bool(module.tables) or any(g.mutable and g.valtype == FUNCREF for g in module.globals)
+
+
+def _initial_slots(module: Module) -> tuple[tuple[tuple[tuple[int, int], ...], ...], list[int]]:
+    """Which function each table slot holds right after instantiation, as far as constant
+    element segments tell, and the referenceable functions found in no such slot.
+
+    Wasm only lets code take a reference to functions named in element segments, global
+    initializers or exports; the runtime identifies a table entry by comparing it with the
+    initial slots and with exports, so only the functions in neither need a new export.
+    """
+    if not _holds_references(module):
+        return (), []
+    slots: list[dict[int, int | None]] = [{} for _ in module.tables]
+    first_table = module.imported(ExternKind.TABLE)
+    unplaced = set(module.global_refs)
+    for seg in module.elements:
+        if seg.offset is None or seg.items is None or seg.table < first_table:
+            unplaced.update(seg.funcs)
+            continue
+        table = slots[seg.table - first_table]
+        for slot, func in enumerate(seg.items, seg.offset):
+            table[slot] = func  # later segments overwrite earlier ones, as at instantiation
+    placed = {f for table in slots for f in table.values()}
+    unplaced.update(f for seg in module.elements for f in seg.funcs if f not in placed)
+    initial = tuple(
+        tuple(sorted((slot, f) for slot, f in table.items() if f is not None)) for table in slots
+    )
+    return initial, sorted(unplaced)
 
 
 class _Probes:

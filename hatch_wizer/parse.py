@@ -149,6 +149,11 @@ class ElemSegment:
     raw: bytes
     type_raw: bytes = b"\x70"
     table: int = 0
+    # For an active segment with a constant offset whose items are all `ref.func`/`ref.null`:
+    # where it goes, and the function (or None) of each item, so a table's initial contents
+    # are known without running anything.
+    offset: int | None = None
+    items: tuple[int | None, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,8 @@ def parse_module(wasm: bytes) -> Module:
     p = _Parsed(wasm)
     for sec in sections:
         reader = _SECTION_READERS.get(SectionId(sec.id)) if sec.id <= 13 else None
+        if sec.id == SectionId.FUNCTION and _read_small_type_indices(p, wasm, sec):
+            continue
         if reader is not None:
             count, pos = read_uleb(wasm, sec.payload_start)
             for _ in range(count):
@@ -247,6 +254,17 @@ def parse_module(wasm: bytes) -> Module:
         code_count=p.code_count,
         global_refs=tuple(p.global_refs),
     )
+
+
+def _read_small_type_indices(p: _Parsed, wasm: bytes, sec: Section) -> bool:
+    """The function section in one step when every type index fits in a byte (the usual case:
+    CPython has 89,000 functions)."""
+    count, pos = read_uleb(wasm, sec.payload_start)
+    indices = wasm[pos : sec.end]
+    if len(indices) != count or (indices and max(indices) >= 0x80):
+        return False
+    p.func_types.extend(indices)
+    return True
 
 
 def _split_sections(wasm: bytes) -> list[Section]:
@@ -518,19 +536,42 @@ def _read_export(p: _Parsed, buf: bytes, pos: int) -> int:
     return pos
 
 
-def _read_funcs_vector(buf: bytes, pos: int, funcs: list[int]) -> tuple[int, int]:
+def _read_funcs_vector(
+    buf: bytes, pos: int, funcs: list[int]
+) -> tuple[tuple[int | None, ...] | None, int]:
     count, pos = read_uleb(buf, pos)
     for _ in range(count):
         func, pos = read_uleb(buf, pos)
         funcs.append(func)
-    return count, pos
+    return tuple(funcs), pos
 
 
-def _read_exprs_vector(buf: bytes, pos: int, funcs: list[int]) -> tuple[int, int]:
+def _const_offset(expr: bytes) -> int | None:
+    """The value of an `i32.const`/`i64.const` offset expression, else None."""
+    if expr[:1] in (b"\x41", b"\x42"):
+        value, end = read_sleb(expr, 1, 64)
+        if end == len(expr) - 1:
+            return value & (0xFFFFFFFF if expr[0] == 0x41 else 0xFFFFFFFFFFFFFFFF)
+    return None
+
+
+def _read_exprs_vector(
+    buf: bytes, pos: int, funcs: list[int]
+) -> tuple[tuple[int | None, ...] | None, int]:
     count, pos = read_uleb(buf, pos)
+    items: list[int | None] | None = []
     for _ in range(count):
+        start, known = pos, len(funcs)
         pos = read_const_expr(buf, pos, funcs)
-    return count, pos
+        if items is None:
+            continue
+        if buf[start] == 0xD2 and read_uleb(buf, start + 1)[1] + 1 == pos:
+            items.append(funcs[known])  # just `ref.func f`
+        elif buf[start] == 0xD0 and read_heap_type(buf, start + 1)[1] + 1 == pos:
+            items.append(None)  # just `ref.null t`
+        else:
+            items = None  # something only evaluation would tell
+    return (tuple(items) if items is not None else None), pos
 
 
 def _read_element(p: _Parsed, buf: bytes, pos: int) -> int:
@@ -541,8 +582,11 @@ def _read_element(p: _Parsed, buf: bytes, pos: int) -> int:
     table = 0
     if flags & 0x02 and not flags & 0x01:  # explicit table index
         table, pos = read_uleb(buf, pos)
+    offset = None
     if not flags & 0x01:  # active: an offset expression
+        expr_start = pos
         pos = read_const_expr(buf, pos)
+        offset = _const_offset(buf[expr_start:pos])
     elem_type = FUNCREF
     type_raw = b"\x70"
     if flags & 0x03:  # an element kind (0x00 = funcref) or a reference type follows
@@ -554,10 +598,23 @@ def _read_element(p: _Parsed, buf: bytes, pos: int) -> int:
             pos += 1
     funcs: list[int] = []
     read_items = _read_exprs_vector if flags & 0x04 else _read_funcs_vector
-    length, pos = read_items(buf, pos, funcs)
+    length, _ = read_uleb(buf, pos)
+    items, pos = read_items(buf, pos, funcs)
     mode = "active" if not flags & 0x01 else ("declarative" if flags & 0x02 else "passive")
-    raw = buf[start:pos]
-    p.elements.append(ElemSegment(mode, elem_type, length, tuple(funcs), raw, type_raw, table))
+    static = mode == "active" and offset is not None and items is not None
+    p.elements.append(
+        ElemSegment(
+            mode,
+            elem_type,
+            length,
+            tuple(funcs),
+            buf[start:pos],
+            type_raw,
+            table,
+            offset if static else None,
+            items if static else None,
+        )
+    )
     return pos
 
 

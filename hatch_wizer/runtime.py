@@ -484,7 +484,12 @@ class WasmtimeState:
         if self._func_indices is None:
             context = self.store._context()
             self._func_indices = {}
-            # Reversed, so that the lowest index wins when one function is reached twice.
+            # Tables as instantiated, then exports: the lowest index wins when several
+            # functions are one (an import re-exported, say).
+            for slots, name in zip(self.context.initial_slots, self.context.tables):
+                initial = self.initial_tables[name]
+                for slot, index in reversed(slots):
+                    self._func_indices[initial[slot][1]] = index
             for index, name in reversed(self.context.funcs):
                 func = self.export(name)
                 raw = int(ffi.wasmtime_func_to_raw(context, ctypes.byref(func._func)))
