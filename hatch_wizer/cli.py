@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -18,8 +17,9 @@ from typing import NoReturn
 from . import __version__
 from .errors import InvalidModule, UsageError, WizerError
 from .options import DEFAULT_INIT_FUNC, Features, Preload, Preopen, WizenOptions
+from .project import Result, describe, main_build, write_atomically
 
-__all__ = ["entrypoint", "load_module_source", "main", "write_atomically"]
+__all__ = ["entrypoint", "load_module_source", "main"]
 
 PROG = "hatch-wizer"
 BOOL_FLAGS = (
@@ -273,19 +273,6 @@ def load_module_source(data: bytes) -> bytes:
         ) from None
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temp file in the same directory, then rename it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 @contextlib.contextmanager
 def _stdout_to_stderr() -> Iterator[int]:
     """While the module goes to stdout, send anything else written there (guest output) to
@@ -299,14 +286,6 @@ def _stdout_to_stderr() -> Iterator[int]:
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return str(n)
 
 
 def run(argv: Sequence[str]) -> int:
@@ -345,7 +324,8 @@ def run(argv: Sequence[str]) -> int:
     except OSError as e:
         raise WizerError(f"cannot write {args.output}: {e.strerror}") from None
     elapsed = time.perf_counter() - started
-    report(f"{_size(len(data))} -> {_size(len(out))} in {elapsed:.2f} s")
+    if not args.quiet:
+        print(f"{PROG}: {describe(Result(name, len(data), len(out), elapsed))}", file=sys.stderr)
     return 0
 
 
@@ -368,8 +348,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     try:
         if argv[:1] == ["build"]:
-            from .project import main_build
-
             return main_build(argv[1:])
         return run(argv)
     except UsageError as e:

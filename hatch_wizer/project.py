@@ -7,11 +7,13 @@ front ends print the same line per module.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from .errors import ConfigError, WizerError
 if TYPE_CHECKING:
     from .options import WizenOptions
 
-__all__ = ["Result", "describe", "main_build", "module_digest", "wizen_module", "write_atomic"]
+__all__ = ["Result", "describe", "main_build", "module_digest", "wizen_module", "write_atomically"]
 
 DEFAULT_OUT_DIR: Final = Path("build", "wizer")
 STAMP_SUFFIX: Final = ".wizer-hash"
@@ -70,12 +72,19 @@ def _size(n: int) -> str:
     return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KiB"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a sibling temp file, so a failure never leaves a plausible-looking output."""
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write via a temp file beside `path`, then rename it: a failure or an interruption
+    never leaves a plausible-looking output."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def module_digest(module: ModuleFile, root: Path) -> str:
@@ -179,8 +188,8 @@ def _build_one(
         say(f"{module.name}: up to date")
         return
     data, result = wizen_module(module)
-    write_atomic(out, data)
-    write_atomic(stamp, (digest + "\n").encode())
+    write_atomically(out, data)
+    write_atomically(stamp, (digest + "\n").encode())
     say(describe(result))
 
 

@@ -15,7 +15,7 @@ from setuptools import Command, Distribution
 
 from .config import ModuleFile, find_modules, load_config, read_pyproject
 from .errors import ConfigError, WizerError
-from .project import describe, wizen_module, write_atomic
+from .project import describe, wizen_module, write_atomically
 
 __all__ = ["build_wizer", "finalize_distribution_options"]
 
@@ -74,7 +74,7 @@ class build_wizer(Command):  # type: ignore[misc]  # setuptools names commands i
         for module, dest in self._plan():
             # Always from the source file: build_lib may hold last build's wizened copy.
             data, result = wizen_module(module, report=log.debug)
-            write_atomic(dest, data)
+            write_atomically(dest, data)
             log.info(f"{COMMAND}: {describe(result)}")
 
     def get_source_files(self) -> list[str]:

@@ -49,7 +49,7 @@ def test_makefile_line_writes_output_and_exits_zero(module: Path, tmp_path: Path
         "trap",
     ]
     assert b"in.wasm: " in result.stderr  # the stages and the result line
-    assert b"->" in result.stderr.splitlines()[-1]
+    assert "→".encode() in result.stderr.splitlines()[-1]
 
 
 def test_stdin_to_stdout_keeps_guest_output_out_of_the_module(module: Path) -> None:
