@@ -30,8 +30,7 @@ def read_byte(buf: bytes, pos: int) -> tuple[int, int]:
     return buf[pos], pos + 1
 
 
-def read_uleb(buf: bytes, pos: int, bits: int = 32) -> tuple[int, int]:
-    """An unsigned LEB128 of at most `bits` bits."""
+def _read_leb(buf: bytes, pos: int, bits: int, signed: bool) -> tuple[int, int]:
     result = shift = 0
     start = pos
     while True:
@@ -42,26 +41,21 @@ def read_uleb(buf: bytes, pos: int, bits: int = 32) -> tuple[int, int]:
             break
         if pos - start >= (bits + 6) // 7:
             raise InvalidModule(f"integer representation too long at offset {start:#x}")
+    if signed:
+        return (result - (1 << shift) if byte & 0x40 else result), pos
     if result >> bits:
         raise InvalidModule(f"integer too large at offset {start:#x}")
     return result, pos
 
 
+def read_uleb(buf: bytes, pos: int, bits: int = 32) -> tuple[int, int]:
+    """An unsigned LEB128 of at most `bits` bits."""
+    return _read_leb(buf, pos, bits, signed=False)
+
+
 def read_sleb(buf: bytes, pos: int, bits: int = 32) -> tuple[int, int]:
     """A signed LEB128 of at most `bits` bits."""
-    result = shift = 0
-    start = pos
-    while True:
-        byte, pos = read_byte(buf, pos)
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-        if pos - start >= (bits + 6) // 7:
-            raise InvalidModule(f"integer representation too long at offset {start:#x}")
-    if byte & 0x40:
-        result -= 1 << shift
-    return result, pos
+    return _read_leb(buf, pos, bits, signed=True)
 
 
 def read_name(buf: bytes, pos: int) -> tuple[str, int]:

@@ -169,10 +169,7 @@ def main_build(argv: Sequence[str]) -> int:
             raise ConfigError(f"{root / 'pyproject.toml'}: no modules in [tool.wizer]")
         for module in find_modules(config, exclude=[out_dir]):
             _build_one(module, root, out_dir, force=args.force, say=say)
-    except WizerError as e:
-        print(f"hatch-wizer build: error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
+    except (WizerError, OSError) as e:
         print(f"hatch-wizer build: error: {e}", file=sys.stderr)
         return 1
     return 0
