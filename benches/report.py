@@ -83,8 +83,9 @@ def markdown(results: dict[str, Any]) -> str:
                 continue
             py = row.get("python_side_fraction")
             mark = "" if row.get("same_result", True) else " ⚠ differs"
+            at = f" @{row['commit']}" if row.get("commit") else ""
             lines.append(
-                f"| | {row['label']} | {_ms(row['wall_s'])} | {row['max_rss_mib']:.0f} MiB | "
+                f"| | {row['label']}{at} | {_ms(row['wall_s'])} | {row['max_rss_mib']:.0f} MiB | "
                 f"{_size(row['output']['size'])} | {row['output']['data_segments']:,} | "
                 f"{_startup(row['startup_ms'])}{mark} | "
                 f"{'' if py is None else f'{py:.0%}'} |"

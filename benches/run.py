@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     previous: dict[str, Any] = {}
     if args.merge and (args.out / "results.json").exists():
         results = json.loads((args.out / "results.json").read_text())
+        results["machine"]["date"] += f", {_machine()['date']}"
         previous = {wl["name"]: wl for wl in results["workloads"]}
     for wl in workloads:
         print(f"== {wl.name}: {wl.what}", flush=True)
@@ -118,6 +119,8 @@ def _measure_tool(tool: Any, downloads: Any, wl: Any, runs: int) -> dict[str, An
     out.unlink(missing_ok=True)
     cmd = tool_command(tool, downloads, wl, out)
     row: dict[str, Any] = {"label": tool.label, "command": cmd, "ok": False}
+    if tool.ours:
+        row["commit"] = _git("rev-parse", "--short", "HEAD")
     warm_home = WORK / "cache-warm" / wl.name
     if tool.warm:
         shutil.rmtree(warm_home, ignore_errors=True)
