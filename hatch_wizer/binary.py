@@ -119,3 +119,11 @@ def vector(items: list[bytes]) -> bytes:
 
 def section(section_id: int, payload: bytes) -> bytes:
     return bytes([section_id]) + uleb(len(payload)) + payload
+
+
+def offset_expr(offset: int, is64: bool) -> bytes:
+    """A segment's constant offset expression; `i32.const` takes a signed immediate, so an
+    address from 2 GiB up is written as a negative number."""
+    if is64:
+        return b"\x42" + sleb(offset) + b"\x0b"
+    return b"\x41" + sleb(offset - (1 << 32) if offset >= 1 << 31 else offset) + b"\x0b"

@@ -24,7 +24,7 @@ from .parse import (
     SectionId,
     parse_module,
 )
-from .scanner import SCAN_TYPE, scan_body
+from .scanner import ENCODE_TYPE, SCAN_TYPE, encode_body, scan_body
 
 __all__ = ["RESERVED_PREFIX", "ModuleContext", "instrument", "instrument_module"]
 
@@ -52,7 +52,9 @@ class ModuleContext:
     notes: tuple[str, ...] = ()
     # A module inside a component: no init export of its own, start left in place, exports kept.
     embedded: bool = False
-    scanners: tuple[str, ...] = ()  # a `scanner.py` function per defined memory, if added
+    # `scanner.py` functions per defined memory, if added: find runs, encode data segments.
+    scanners: tuple[str, ...] = ()
+    encoders: tuple[str, ...] = ()
     scratch: str | None = None  # the memory the scanners write to
 
 
@@ -117,18 +119,22 @@ def instrument_module(
         types.append(b"\x60\x00\x00")
         bodies += probes.bodies
     scanners: tuple[str, ...] = ()
+    encoders: tuple[str, ...] = ()
     scratch = None
     if module.memories and options.features.multi_memory and not embedded:
         scratch = f"{RESERVED_PREFIX}scratch"
         scratch_index = module.imported(ExternKind.MEMORY) + len(module.memories)
         scanners = tuple(f"{RESERVED_PREFIX}scan_{i}" for i in range(len(module.memories)))
-        first = len(module.func_types) + len(bodies)
-        for i, (limits, export) in enumerate(zip(module.memories, scanners)):
-            memory = module.imported(ExternKind.MEMORY) + i
-            bodies.append(scan_body(memory, limits.is64, scratch_index))
-            exports.append(_export(export, ExternKind.FUNC, first + i))
-        functions += [uleb(len(module.types) + len(types))] * len(scanners)
-        types.append(SCAN_TYPE)
+        encoders = tuple(f"{RESERVED_PREFIX}encode_{i}" for i in range(len(module.memories)))
+        for make, names, signature in ((scan_body, scanners, SCAN_TYPE),
+                                       (encode_body, encoders, ENCODE_TYPE)):  # fmt: skip
+            first = len(module.func_types) + len(bodies)
+            for i, (limits, export) in enumerate(zip(module.memories, names)):
+                memory = module.imported(ExternKind.MEMORY) + i
+                bodies.append(make(memory, limits.is64, scratch_index))
+                exports.append(_export(export, ExternKind.FUNC, first + i))
+            functions += [uleb(len(module.types) + len(types))] * len(names)
+            types.append(signature)
         exports.append(_export(scratch, ExternKind.MEMORY, scratch_index))
         new[SectionId.MEMORY] = extend_vector(module, SectionId.MEMORY, [b"\x00\x00"])
     new[SectionId.EXPORT] = extend_vector(module, SectionId.EXPORT, exports)
@@ -152,6 +158,7 @@ def instrument_module(
         notes=notes,
         embedded=embedded,
         scanners=scanners,
+        encoders=encoders,
         scratch=scratch,
     )
     return context, assemble(module, new)

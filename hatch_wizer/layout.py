@@ -15,9 +15,11 @@ import heapq
 import itertools
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Final, NamedTuple
+from typing import Final
 
-__all__ = ["Segment", "data_segment_overhead", "find_runs", "lay_out"]
+from .binary import offset_expr, uleb
+
+__all__ = ["Run", "data_segment_overhead", "encode_segments", "find_runs", "lay_out"]
 
 SCAN_PAGE: Final = 64 * 1024
 SMALL_PAGE: Final = 4096
@@ -43,16 +45,10 @@ _memcmp.restype = ctypes.c_int
 _ZERO_PAGE_ADDR: Final = ctypes.cast(ctypes.c_char_p(_ZERO_PAGE), ctypes.c_void_p).value
 
 
+# A byte range `[start, end)` of a memory: one run of non-zero data, one data segment.
+Run = tuple[int, int]
 # Finds the runs of memory `[start, end)` split at gaps of at least `split` zero bytes.
-Scan = Callable[[int, int, int], list[tuple[int, int]]]
-
-
-class Segment(NamedTuple):
-    """A byte range `[start, end)` of one memory that becomes an active data segment."""
-
-    memory: int
-    start: int
-    end: int
+Scan = Callable[[int, int, int], list[Run]]
 
 
 def _sleb_len(value: int) -> int:
@@ -130,7 +126,7 @@ def _next_nonzero(chunk: bytes, pos: int) -> int:
 
 def _scan(
     address: int, start: int, end: int, split: int, *, by_find: bool = False
-) -> list[tuple[int, int]]:
+) -> list[Run]:
     """Runs in memory `[start, end)` separated by at least `split` zero bytes."""
     chunk = ctypes.string_at(address + start, end - start)
     if not by_find and chunk.count(0) < len(chunk) * DENSE_ZEROS:
@@ -148,7 +144,7 @@ def _scan(
     return runs
 
 
-def _split_runs(chunk: bytes, start: int, split: int) -> list[tuple[int, int]]:
+def _split_runs(chunk: bytes, start: int, split: int) -> list[Run]:
     """`_scan` for data with many runs: `bytes.split` finds the gaps in C, and the Python loop
     does one step per piece instead of several per run."""
     pieces = chunk.split(bytes(split))
@@ -195,7 +191,7 @@ def find_runs(
     is64: bool = False,
     budget: int | None = None,
     scanner: Scan | None = None,
-) -> list[tuple[int, int]]:
+) -> list[Run]:
     """Non-zero runs of the memory, joined across every gap too short to pay for a segment.
 
     A gap is split when it is at least as long as the header of the segment that would follow
@@ -221,9 +217,9 @@ def find_runs(
     return runs
 
 
-def _merge_gaps(segments: list[tuple[int, int]], chosen: set[int]) -> list[tuple[int, int]]:
+def _merge_gaps(segments: list[Run], chosen: set[int]) -> list[Run]:
     """Join segment i with segment i + 1 for every i in `chosen`."""
-    out: list[tuple[int, int]] = []
+    out: list[Run] = []
     for i, (start, end) in enumerate(segments):
         if i - 1 in chosen:
             out[-1] = (out[-1][0], end)
@@ -232,7 +228,7 @@ def _merge_gaps(segments: list[tuple[int, int]], chosen: set[int]) -> list[tuple
     return out
 
 
-def _dense_enough(segments: list[tuple[int, int]]) -> bool:
+def _dense_enough(segments: list[Run]) -> bool:
     if not segments:
         return True
     extent = segments[-1][1] - segments[0][0]
@@ -240,7 +236,7 @@ def _dense_enough(segments: list[tuple[int, int]]) -> bool:
     return extent <= DENSE_IMAGE_SIZE or 2 * data >= extent
 
 
-def _densify(segments: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _densify(segments: list[Run]) -> list[Run]:
     """Merge smallest gaps until wasmtime can map the memory copy-on-write, if that at most
     doubles the data; a sparse memory is cheaper as separate segments."""
     if _dense_enough(segments):
@@ -259,20 +255,29 @@ def _densify(segments: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return _merge_gaps(segments, chosen)
 
 
-def lay_out(memories: list[tuple[int, list[tuple[int, int]]]], limit: int) -> list[Segment]:
-    """Segments for every memory's runs, `(memory, runs)`, at most `limit` in all."""
-    per_memory = [(memory, _densify(runs)) for memory, runs in memories]
-    excess = sum(len(runs) for _, runs in per_memory) - max(limit, 0)
+def lay_out(memories: list[list[Run]], limit: int) -> list[list[Run]]:
+    """The data segments of every memory, from its runs; at most `limit` in all."""
+    per_memory = [_densify(runs) for runs in memories]
+    excess = sum(map(len, per_memory)) - max(limit, 0)
     if excess > 0:
         # Merge the smallest gaps of all memories (ties: lowest memory, then offset).
         gaps = [
             (runs[i + 1][0] - runs[i][1], k, i)
-            for k, (_, runs) in enumerate(per_memory)
+            for k, runs in enumerate(per_memory)
             for i in range(len(runs) - 1)
         ]
         chosen = heapq.nsmallest(excess, gaps)
         per_memory = [
-            (memory, _merge_gaps(runs, {i for _, kk, i in chosen if kk == k}))
-            for k, (memory, runs) in enumerate(per_memory)
+            _merge_gaps(runs, {i for _, kk, i in chosen if kk == k})
+            for k, runs in enumerate(per_memory)
         ]
-    return [Segment(memory, *run) for memory, runs in per_memory for run in runs]
+    return per_memory
+
+
+def encode_segments(memory: int, runs: list[Run], view: memoryview, is64: bool) -> list[bytes]:
+    """Active data segments of `memory` (whose bytes `view` shows) for `runs`, as pieces."""
+    head = b"\x00" if memory == 0 else b"\x02" + uleb(memory)
+    pieces: list[bytes] = []
+    for start, end in runs:
+        pieces += (head + offset_expr(start, is64) + uleb(end - start), bytes(view[start:end]))
+    return pieces

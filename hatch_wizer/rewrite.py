@@ -9,7 +9,7 @@ from __future__ import annotations
 from itertools import groupby
 
 from .assemble import Payload, assemble
-from .binary import sleb, uleb, vector
+from .binary import offset_expr, sleb, uleb, vector
 from .instrument import INITIALIZE, ModuleContext
 from .parse import EXTERNREF, FUNCREF, Limits, SectionId
 from .snapshot import Ref, Snapshot
@@ -43,11 +43,11 @@ def rewrite(context: ModuleContext, snap: Snapshot) -> bytes:
         )
     if snap.dropped_elems or any(t.changed for t in snap.tables):
         new[SectionId.ELEMENT] = vector(_elements(context, snap))
-    if snap.segments or module.data:
-        count = len(context.module.data) + len(snap.segments)
+    if snap.data_count or module.data:
+        count = len(context.module.data) + snap.data_count
         new[SectionId.DATA] = [uleb(count), *_data(context, snap)]
     if module.data_count is not None:
-        new[SectionId.DATA_COUNT] = uleb(len(module.data) + len(snap.segments))
+        new[SectionId.DATA_COUNT] = uleb(len(module.data) + snap.data_count)
     return assemble(module, new)
 
 
@@ -110,32 +110,15 @@ def _global(type_raw: bytes, valtype: str, value: int | None) -> bytes:
     return type_raw + b"\x01" + _const(valtype, value) + b"\x0b"
 
 
-def _offset(offset: int, is64: bool) -> bytes:
-    if is64:
-        return b"\x42" + sleb(offset) + b"\x0b"
-    return b"\x41" + sleb(offset - (1 << 32) if offset >= 1 << 31 else offset) + b"\x0b"
-
-
 def _data(context: ModuleContext, snap: Snapshot) -> list[bytes]:
-    """The data section's entries, as pieces to join once (headers and data alternate)."""
+    """The data section's entries, as pieces to join once."""
     # Original segments keep their indices for run-time memory.init: active ones (already
     # applied, so dropped) and segments init dropped become empty passive segments.
     items = [
         seg.raw if seg.mode == "passive" and i not in snap.dropped_data else EMPTY_PASSIVE_DATA
         for i, seg in enumerate(context.module.data)
     ]
-    first = context.module.imported_memories
-    for seg, data in snap.segments:
-        is64 = context.module.memories[seg.memory - first].is64
-        items += (_active_data_header(seg.memory, seg.start, len(data), is64), data)
-    return items
-
-
-def _active_data_header(memory: int, start: int, length: int, is64: bool) -> bytes:
-    if memory == 0 and not is64 and start < 1 << 31:  # the common case, kept cheap
-        return b"\x00\x41" + sleb(start) + b"\x0b" + uleb(length)
-    head = b"\x00" if memory == 0 else b"\x02" + uleb(memory)
-    return head + _offset(start, is64) + uleb(length)
+    return items + list(snap.data)
 
 
 def _elements(context: ModuleContext, snap: Snapshot) -> list[bytes]:
@@ -157,7 +140,7 @@ def _elements(context: ModuleContext, snap: Snapshot) -> list[bytes]:
             items.append(
                 b"\x06"
                 + uleb(table.index)
-                + _offset(run_slots[0], table.limits.is64)
+                + offset_expr(run_slots[0], table.limits.is64)
                 + table.type_raw
                 + vector(exprs)
             )

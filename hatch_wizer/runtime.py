@@ -7,12 +7,14 @@ the process (see the wasmtime-py probe notes), so nothing here touches `ValType`
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import platform
 import re
 import select
 import signal
 import threading
+from array import array
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -414,6 +416,20 @@ class WasmtimeState:
         raw = (ctypes.c_char * (16 * count)).from_address(address)
         bounds = iter(memoryview(raw).cast("B").cast("q").tolist())
         return list(zip(bounds, bounds))
+
+    def encode_segments(self, encoder: str, runs: list[tuple[int, int]]) -> bytes:
+        """Encoded active data segments for `runs`, written by the module's added encoder."""
+        scratch = self.export(self.context.scratch or "")
+        pairs = array("q", itertools.chain.from_iterable(runs)).tobytes()
+        data = sum(end - start for start, end in runs)
+        needed = len(pairs) + data + 20 * len(runs)  # 20: the most a segment header takes
+        have = scratch.data_len(self.store)
+        if needed > have:
+            scratch.grow(self.store, -(-(needed - have) // 65536))
+        scratch.write(self.store, pairs, 0)
+        end = self.export(encoder)(self.store, len(runs), len(pairs))
+        address = ctypes.cast(scratch.data_ptr(self.store), ctypes.c_void_p).value or 0
+        return ctypes.string_at(address + len(pairs), end - len(pairs))
 
     def segment_dropped(self, probe: str) -> bool:
         try:

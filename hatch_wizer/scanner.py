@@ -1,10 +1,12 @@
-"""A Wasm function, added by instrumentation, that finds a memory's non-zero runs.
+"""Wasm functions, added by instrumentation, that find a memory's non-zero runs and encode them.
 
-Compiled with the module, it scans at machine speed where Python would step through every run:
+Compiled with the module, they work at machine speed where Python would step through every run.
+
 `scan(from: i64, to: i64, split: i32) -> i32` writes the runs of `[from, to)` that are separated
 by at least `split` zero bytes as (start, end) i64 pairs to the start of a scratch memory, and
 returns how many it wrote. Zeros are skipped 8 bytes at a time, and so are the bytes of a run
-that hold no zero (the `haszero` bit trick).
+that hold no zero (the `haszero` bit trick). `encode(count, out) -> end` turns such pairs into
+encoded active data segments (see `encode_body`), so Python handles one blob per memory.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Final
 
 from .binary import sleb, uleb
 
-__all__ = ["SCAN_TYPE", "scan_body"]
+__all__ = ["ENCODE_TYPE", "SCAN_TYPE", "encode_body", "scan_body"]
 
 # (i64, i64, i32) -> i32
 SCAN_TYPE: Final = b"\x60\x03\x7e\x7e\x7f\x01\x7f"
@@ -117,4 +119,62 @@ def scan_body(memory: int, is64: bool, scratch: int) -> bytes:
     _emit_run(b, _get(POS) + _i64(1) + b"\x7c" + _get(ZEROS) + b"\x7d")
     b.emit(_get(POS), _i64(1), 0x7C, _set(POS), BR, 1, END)  # next run
     b.emit(END, END, _get(COUNT), END)
+    return uleb(len(b.code)) + bytes(b.code)
+
+
+# (i32 count, i32 out) -> i32 end
+ENCODE_TYPE: Final = b"\x60\x02\x7f\x7f\x01\x7f"
+
+# Locals of the encoder after its two parameters.
+E_COUNT, E_OUT = 0, 1
+E_PAIR, E_LEN, E_BYTE, E_N = 2, 3, 4, 5  # i32
+E_START, E_VALUE = 6, 7  # i64
+
+
+def _store_byte(b: _Body, value: bytes) -> None:
+    """scratch[out] = value (an i32 on the stack when `value` runs); out += 1"""
+    b.emit(_get(E_OUT), value, b"\x3a" + _memarg(0, b.scratch))  # i32.store8
+    b.emit(_get(E_OUT), _i32(1), 0x6A, _set(E_OUT))
+
+
+def encode_body(memory: int, is64: bool, scratch: int) -> bytes:
+    """The encoded body of `encode(count, out) -> end` for `memory`: it turns the `count`
+    (start, end) i64 pairs at the start of the scratch memory into active data segments of
+    `memory`, written from scratch[out]; the data is copied memory to memory."""
+    b = _Body(memory, is64, scratch)
+    b.emit(b"\x02", b"\x04\x7f", b"\x02\x7e")  # locals: 4 x i32, 2 x i64
+    b.emit(BLOCK, EMPTY, LOOP, EMPTY)
+    b.emit(_get(E_PAIR), _get(E_COUNT), 0x4F, BR_IF, 1)  # pair >= count: done (i32.ge_u)
+    pair_at = _get(E_PAIR) + _i32(16) + b"\x6c"  # pair * 16
+    b.emit(pair_at, b"\x29" + _memarg(3, scratch), _set(E_START))
+    b.emit(pair_at, b"\x29" + _memarg(3, scratch)[:-1] + b"\x08", _get(E_START), 0x7D, 0xA7)
+    b.emit(_set(E_N))  # the segment's length
+    # Flag (and memory index), then the offset's const opcode.
+    head = (b"\x00" if memory == 0 else b"\x02" + uleb(memory)) + (b"\x42" if is64 else b"\x41")
+    for byte in head:
+        _store_byte(b, _i32(byte))
+    # The offset as a signed LEB: an i32.const offset is the address's low 32 bits, signed.
+    b.emit(_get(E_START), b"" if is64 else b"\xa7\xac", _set(E_VALUE))  # wrap, extend_s
+    b.emit(LOOP, EMPTY)
+    b.emit(_get(E_VALUE), 0xA7, _i32(0x7F), 0x71, _set(E_BYTE))  # byte = value & 0x7f
+    b.emit(_get(E_VALUE), _i64(7), 0x87, _set(E_VALUE))  # value >>= 7 (arithmetic)
+    # more = !(value == 0 && !(byte & 0x40)) && !(value == -1 && (byte & 0x40))
+    b.emit(_get(E_VALUE), _i64(0), 0x51, _get(E_BYTE), _i32(0x40), 0x71, 0x45, 0x71)
+    b.emit(_get(E_VALUE), _i64(-1), 0x51, _get(E_BYTE), _i32(0x40), 0x71, 0x45, 0x45, 0x71)
+    b.emit(0x72, 0x45, _set(E_LEN))  # E_LEN holds `more` for a moment
+    _store_byte(b, _get(E_BYTE) + _get(E_LEN) + _i32(7) + b"\x74" + b"\x72")  # | more << 7
+    b.emit(_get(E_LEN), BR_IF, 0, END)
+    _store_byte(b, _i32(0x0B))  # end of the offset expression
+    # The length as an unsigned LEB.
+    b.emit(_get(E_N), _set(E_LEN))
+    b.emit(LOOP, EMPTY)
+    b.emit(_get(E_LEN), _i32(0x7F), 0x71, _set(E_BYTE))
+    b.emit(_get(E_LEN), _i32(7), 0x76, _set(E_LEN))  # i32.shr_u
+    _store_byte(b, _get(E_BYTE) + _get(E_LEN) + _i32(0) + b"\x47" + _i32(7) + b"\x74\x72")
+    b.emit(_get(E_LEN), BR_IF, 0, END)
+    # The data itself: memory.copy scratch[out..] <- memory[start..]
+    b.emit(_get(E_OUT), b.address(E_START), _get(E_N), b"\xfc\x0a" + uleb(scratch) + uleb(memory))
+    b.emit(_get(E_OUT), _get(E_N), 0x6A, _set(E_OUT))
+    b.emit(_get(E_PAIR), _i32(1), 0x6A, _set(E_PAIR), BR, 0, END, END)
+    b.emit(_get(E_OUT), END)
     return uleb(len(b.code)) + bytes(b.code)

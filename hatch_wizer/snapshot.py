@@ -8,7 +8,7 @@ from typing import Final, Protocol
 
 from .errors import InitError, UnsupportedModule
 from .instrument import ModuleContext
-from .layout import Segment, find_runs, lay_out
+from .layout import encode_segments, find_runs, lay_out
 
 __all__ = ["MAX_DATA_BYTES", "InstanceState", "Ref", "Snapshot", "TableState", "take_snapshot"]
 
@@ -54,7 +54,8 @@ class InstanceState(Protocol):
 class Snapshot:
     globals: dict[int, int | None]  # global index -> raw bits or Ref
     memory_pages: tuple[int, ...]
-    segments: tuple[tuple[Segment, bytes], ...]
+    data: tuple[bytes, ...]  # the new active data segments, encoded, as pieces to join
+    data_count: int
     tables: tuple[TableState, ...]
     dropped_data: frozenset[int]
     dropped_elems: frozenset[int]
@@ -68,40 +69,38 @@ def take_snapshot(context: ModuleContext, state: InstanceState) -> Snapshot:
     tables = tuple(state.table(name) for name in context.tables)
 
     limit = context.options.max_data_segments - len(module.data)
+    first = module.imported_memories
     pages = []
     runs = []
     for i, (name, limits) in enumerate(zip(context.memories, module.memories)):
         view = state.memory(name)
         pages.append(view.nbytes // limits.page_size)
-        index = module.imported_memories + i
         scanner = None
         if context.scanners and hasattr(state, "scan_runs"):
             scanner = partial(state.scan_runs, context.scanners[i])
-        runs.append((index, find_runs(view, index, limits.is64, limit, scanner)))
+        runs.append(find_runs(view, first + i, limits.is64, limit, scanner))
     segments = lay_out(runs, limit)
-    if len(segments) > limit:
+    count = sum(map(len, segments))
+    if count > limit:
         raise InitError(
-            f"the memory needs {len(segments)} data segments but at most {max(limit, 0)} fit "
+            f"the memory needs {count} data segments but at most {max(limit, 0)} fit "
             f"(the module already has {len(module.data)})"
         )
-    data = sum(s.end - s.start for s in segments)
+    data = sum(end - start for mine in segments for start, end in mine)
     if data > MAX_DATA_BYTES:
         raise UnsupportedModule(
             f"the snapshot would hold {data / 2**30:.2f} GiB of memory data, more than the "
             f"{MAX_DATA_BYTES // 2**30} GiB engines accept in a module"
         )
-    contents = []
-    for memory_name, memory_index in _memory_names(context):
-        view = state.memory(memory_name)
-        contents += [
-            (s, bytes(view[s.start : s.end])) for s in segments if s.memory == memory_index
-        ]
+    encoded: list[bytes] = []
+    for i, (name, limits, mine) in enumerate(zip(context.memories, module.memories, segments)):
+        if mine and context.encoders and hasattr(state, "encode_segments"):
+            encoded.append(state.encode_segments(context.encoders[i], mine))
+        elif mine:
+            encoded += encode_segments(first + i, mine, state.memory(name), limits.is64)
 
     dropped_data = frozenset(i for i, probe in context.data_probes if state.segment_dropped(probe))
     dropped_elems = frozenset(i for i, probe in context.elem_probes if state.segment_dropped(probe))
-    return Snapshot(globals_, tuple(pages), tuple(contents), tables, dropped_data, dropped_elems)
-
-
-def _memory_names(context: ModuleContext) -> list[tuple[str, int]]:
-    first = context.module.imported_memories
-    return [(name, first + i) for i, name in enumerate(context.memories)]
+    return Snapshot(
+        globals_, tuple(pages), tuple(encoded), count, tables, dropped_data, dropped_elems
+    )

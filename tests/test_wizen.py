@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import wasmtime
 
@@ -454,3 +456,30 @@ def test_relaxed_simd_runs_deterministically() -> None:
           (f32x4.splat (f32.const -0x1.002p+0)))))))"""
     out = assert_same_behaviour(wat, [], OPTS)
     assert observe(out, []).globals["g"] == 0x33800000
+
+
+def test_python_scan_and_wasm_scan_give_the_same_bytes() -> None:
+    # A state without the Wasm scanner and encoder: Python scans and encodes.
+    wat = """(module (memory (export "m") 4) (memory (export "n") i64 1)
+      (func (export "wizer-initialize") (local $i i32)
+        (loop $l
+          (i32.store8 (i32.mul (local.get $i) (i32.const 37)) (local.get $i))
+          (i64.store 1 (i64.extend_i32_u (i32.mul (local.get $i) (i32.const 11))) (i64.const -1))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (i32.const 5000))))))"""
+    from hatch_wizer import instrument, snapshot
+    from hatch_wizer.runtime import Runtime
+
+    class PlainState:
+        """Only the InstanceState protocol, as a runtime other than ours would offer."""
+
+        def __init__(self, inner: Any) -> None:
+            self.global_value = inner.global_value
+            self.memory = inner.memory
+            self.table = inner.table
+            self.segment_dropped = inner.segment_dropped
+
+    context, instrumented = instrument(wasm_of(wat), OPTS)
+    runtime = Runtime(OPTS)
+    state = runtime.initialize(context, runtime.compile(instrumented))
+    assert snapshot(context, PlainState(state)) == wizen(wasm_of(wat), OPTS)
