@@ -68,6 +68,9 @@ class _Body:
     def load64(self, local: int) -> bytes:
         return self.address(local) + b"\x29" + _memarg(0, self.memory)
 
+    def load64_at(self, local: int, offset: int) -> bytes:
+        return self.address(local) + b"\x29" + _memarg(0, self.memory)[:-1] + uleb(offset)
+
     def load8(self, local: int) -> bytes:
         return self.address(local) + b"\x2d" + _memarg(0, self.memory)  # i32.load8_u
 
@@ -90,7 +93,12 @@ def scan_body(memory: int, is64: bool, scratch: int) -> bytes:
     b.emit(b"\x02", b"\x04\x7e", b"\x02\x7f")  # locals: 4 x i64, 2 x i32
     b.emit(_get(FROM), _set(POS))
     b.emit(BLOCK, EMPTY, LOOP, EMPTY)  # $done, $next_run
-    # Skip zero words, then zero bytes.
+    # Skip 32 zero bytes at a time, then zero words, then zero bytes.
+    b.emit(BLOCK, EMPTY, LOOP, EMPTY)
+    b.emit(_get(POS), _i64(32), 0x7C, _get(TO), 0x56, BR_IF, 1)  # pos + 32 > to
+    b.emit(b.load64(POS), b.load64_at(POS, 8), 0x84, b.load64_at(POS, 16), 0x84)
+    b.emit(b.load64_at(POS, 24), 0x84, 0x50, 0x45, BR_IF, 1)  # any non-zero: stop
+    b.emit(_get(POS), _i64(32), 0x7C, _set(POS), BR, 0, END, END)
     b.emit(BLOCK, EMPTY, LOOP, EMPTY)
     b.emit(_get(POS), _i64(8), 0x7C, _get(TO), 0x56, BR_IF, 1)  # pos + 8 > to: stop words
     b.emit(b.load64(POS), 0x50, 0x45, BR_IF, 1)  # a non-zero word: stop
