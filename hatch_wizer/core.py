@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .errors import InitError, WizerError
+from .errors import InitError
 from .instrument import ModuleContext, instrument, instrument_module
 from .options import WizenOptions
 from .parse import check_header, is_component, parse_module
@@ -59,12 +59,7 @@ def wizen(
     with stage("snapshot"):
         out = snapshot(context, state)
     with stage("check"):
-        try:
-            runtime.validate(
-                out, "hatch-wizer produced an invalid module (a bug; please report it)"
-            )
-        except WizerError as e:
-            raise WizerError(str(e)) from None
+        runtime.validate(out, "hatch-wizer produced an invalid module (a bug; please report it)")
     return out
 
 
