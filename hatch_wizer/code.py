@@ -12,7 +12,7 @@ from typing import Final
 
 from .binary import read_byte, read_sleb, read_uleb
 from .errors import InvalidModule, UnsupportedModule
-from .parse import Module, SectionId, function_name, read_heap_type, read_valtype
+from .parse import Module, SectionId, function_name, read_heap_type, read_valtype, skip_number
 
 __all__ = ["GC_MUTATIONS", "check_gc_mutations", "gc_mutations"]
 
@@ -100,14 +100,8 @@ def _instructions(buf: bytes, pos: int, end: int) -> Iterator[tuple[int, int, in
             pos = _memarg(buf, pos)
         elif op in _BLOCKS:
             pos = _block_type(buf, pos)
-        elif op == 0x41:
-            _, pos = read_sleb(buf, pos, 32)
-        elif op == 0x42:
-            _, pos = read_sleb(buf, pos, 64)
-        elif op == 0x43:
-            pos += 4
-        elif op == 0x44:
-            pos += 8
+        elif 0x41 <= op <= 0x44:
+            pos = skip_number(buf, op, pos)
         elif op == 0x0E:  # br_table
             count, pos = read_uleb(buf, pos)
             for _ in range(count + 1):

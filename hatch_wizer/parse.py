@@ -405,6 +405,15 @@ def _read_table_type(buf: bytes, pos: int) -> tuple[str, Limits, int]:
 # --- constant expressions ----------------------------------------------------------------------
 
 
+def skip_number(buf: bytes, op: int, pos: int) -> int:
+    """Skip the immediate of `i32.const`, `i64.const`, `f32.const` or `f64.const` (0x41-0x44)."""
+    if op == 0x41:
+        return read_sleb(buf, pos, 32)[1]
+    if op == 0x42:
+        return read_sleb(buf, pos, 64)[1]
+    return pos + (4 if op == 0x43 else 8)
+
+
 def read_const_expr(buf: bytes, pos: int, refs: list[int] | None = None) -> int:
     """Skip a constant expression up to and including its `end`; collect ref.func targets."""
     while True:
@@ -412,14 +421,8 @@ def read_const_expr(buf: bytes, pos: int, refs: list[int] | None = None) -> int:
         op, pos = read_byte(buf, pos)
         if op == 0x0B:
             return pos
-        if op == 0x41:
-            _, pos = read_sleb(buf, pos, 32)
-        elif op == 0x42:
-            _, pos = read_sleb(buf, pos, 64)
-        elif op == 0x43:
-            pos += 4
-        elif op == 0x44:
-            pos += 8
+        if 0x41 <= op <= 0x44:
+            pos = skip_number(buf, op, pos)
         elif op == 0x23:
             _, pos = read_uleb(buf, pos)
         elif op == 0xD0:
