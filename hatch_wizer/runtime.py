@@ -38,6 +38,8 @@ _UNKNOWN_IMPORT = re.compile(r"unknown import: `([^`]*)` has not been defined")
 _KIND_FUNCREF = 5
 _KIND_EXTERNREF = 6
 _KIND_ANYREF = 7
+# The most elements a table may declare (wasmparser's and the web engines' shared limit).
+MAX_TABLE_ELEMENTS = 10_000_000
 _KIND_EXNREF = 8
 
 
@@ -149,6 +151,9 @@ class Runtime:
         """Instantiate, run start, `_initialize` and the init func; return the live state."""
         store = wasmtime.Store(self.run_engine)
         store.set_epoch_deadline(1)
+        # table.grow past what a module may declare fails (returns -1), as the spec allows,
+        # instead of filling the build machine's memory with a table no snapshot can hold.
+        store.set_limits(table_elements=MAX_TABLE_ELEMENTS)
         linker = wasmtime.Linker(self.run_engine)
         host = None
         if self.options.allow_wasi:
