@@ -357,3 +357,27 @@ def test_snapshot_over_one_gib_fails_with_one_line_and_no_extra_copy(tmp_path: P
     assert_one_line_failure(
         run, r"the snapshot would hold 1\.25 GiB of memory data, more than the 1 GiB", out
     )
+
+
+def test_huge_table_growth_fails_inside_the_module(tmp_path: Path) -> None:
+    # Found by fuzzing: init grew an externref table by 4 billion entries (17 GB resident).
+    # Growth past the 10,000,000 elements a module may declare now fails, as the spec allows.
+    source = tmp_path / "in.wat"
+    source.write_text(
+        """(module (table $t (export "t") 1 externref)
+          (global $huge (export "huge") (mut i32) (i32.const 0))
+          (global $small (export "small") (mut i32) (i32.const 0))
+          (func (export "wizer-initialize")
+            (global.set $huge (table.grow $t (ref.null extern) (i32.const -4097)))
+            (global.set $small (table.grow $t (ref.null extern) (i32.const 1000)))))"""
+    )
+    out = tmp_path / "out.wasm"
+    run = run_cli([str(source), "-o", str(out), "-q"])
+    assert run.returncode == 0, run.stderr
+    assert run.peak_rss_mib < PEAK_RSS_MIB, f"{run.peak_rss_mib:.0f} MiB"
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    exports = wasmtime.Instance(store, wasmtime.Module(engine, out.read_bytes()), []).exports(store)
+    assert exports["huge"].value(store) == -1
+    assert exports["small"].value(store) == 1
+    assert exports["t"].size(store) == 1001
