@@ -57,6 +57,7 @@ RUST_STRICTER = {
     # It leaves the exception-handling proposal off; we enable every proposal wasmtime runs.
     "proposal off in the Rust Wizer": re.compile(
         r"proposal not enabled|not supported without the \S+ handling feature"
+        r"|exceptions support is not enabled"
     ),
 }
 # What we knowingly cannot snapshot, by our error message (the Rust Wizer rejects it too).
