@@ -18,6 +18,7 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 from hatchling.plugin import hookimpl
 
 from .config import WizerConfig, find_modules, load_config, read_pyproject
+from .errors import ConfigError
 from .project import describe, wizen_module
 
 __all__ = ["WizerBuildHook", "hatch_register_build_hook"]
@@ -87,8 +88,13 @@ class WizerBuildHook(BuildHookInterface[BuilderConfig]):
             if dist_path in done:  # matched both as a project file and as a wheel path
                 continue
             done.add(dist_path)
-            data, result = wizen_module(module, report=self._stage)
             out = tmp / dist_path
+            if not out.resolve().is_relative_to(tmp.resolve()):  # a wheel path with `..`
+                raise ConfigError(
+                    f"{module.spec.where}.path: {module.name} would be written outside the "
+                    "build directory"
+                )
+            data, result = wizen_module(module, report=self._stage)
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(data)
             for src in [s for s, d in force_include.items() if d == dist_path]:
