@@ -299,6 +299,8 @@ def run(argv: Sequence[str]) -> int:
         if not args.quiet:
             print(f"{PROG}: {name}: {line}", file=sys.stderr, flush=True)
 
+    if args.input != "-" and args.output != "-" and _same_file(args.input, args.output):
+        raise UsageError(f"the output {args.output} would overwrite the input; inputs are kept")
     try:
         if args.input == "-":
             if sys.stdin.isatty():
@@ -327,6 +329,13 @@ def run(argv: Sequence[str]) -> int:
     if not args.quiet:
         print(f"{PROG}: {describe(Result(name, len(data), len(out), elapsed))}", file=sys.stderr)
     return 0
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return Path(a).samefile(b)
+    except OSError:
+        return False  # no output yet (or no input, which reading reports)
 
 
 def _interrupt(signum: int, frame: object) -> NoReturn:
