@@ -103,7 +103,10 @@ class WizerBuildHook(BuildHookInterface[BuilderConfig]):
             self.app.display_success(f"wizer: {describe(result)}")
 
     def _stage(self, line: str) -> None:
-        self.app.display_debug(f"wizer: {line}")
+        if line.startswith("warning:"):  # e.g. init read the clock: the build should say so
+            self.app.display_warning(f"wizer: {line}")
+        else:
+            self.app.display_debug(f"wizer: {line}")
 
     def _cleanup(self) -> None:
         if self._tmp is not None:

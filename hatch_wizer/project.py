@@ -184,10 +184,15 @@ def _build_one(
     if not force and out.is_file() and _read_stamp(stamp) == digest:
         say(f"{module.name}: up to date")
         return
-    data, result = wizen_module(module)
+    data, result = wizen_module(module, report=_warnings)
     write_atomically(out, data)
     write_atomically(stamp, (digest + "\n").encode())
     say(describe(result))
+
+
+def _warnings(line: str) -> None:
+    if line.startswith("warning:"):
+        print(f"hatch-wizer build: {line}", file=sys.stderr)
 
 
 def _read_stamp(path: Path) -> str | None:

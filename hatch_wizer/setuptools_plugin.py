@@ -73,7 +73,7 @@ class build_wizer(Command):  # type: ignore[misc]  # setuptools names commands i
             return
         for module, dest in self._plan():
             # Always from the source file: build_lib may hold last build's wizened copy.
-            data, result = wizen_module(module, report=log.debug)
+            data, result = wizen_module(module, report=_report)
             write_atomically(dest, data)
             log.info(f"{COMMAND}: {describe(result)}")
 
@@ -110,6 +110,10 @@ class build_wizer(Command):  # type: ignore[misc]  # setuptools names commands i
         if config is None:
             return []
         return find_modules(config, exclude=[Path(self.build_lib or "build")])
+
+
+def _report(line: str) -> None:
+    (log.warning if line.startswith("warning:") else log.debug)(f"{COMMAND}: {line}")
 
 
 def _not_package_data(module: ModuleFile) -> WizerError:
