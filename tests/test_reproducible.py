@@ -324,3 +324,20 @@ def test_quickjs_is_deterministic_only_in_reproducible_mode() -> None:
         allow_wasi=True, reproducible=True, check_determinism=True, inherit_stdio=False
     )
     assert wizen(wasm, options) == wizen(wasm, options)
+
+
+def test_build_front_ends_show_the_nondeterminism_warning(tmp_path: Path) -> None:
+    (tmp_path / "m.wasm").write_bytes(wasm_of(CLOCK_WAT))
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "p"\nversion = "1"\n'
+        '[tool.wizer]\nallow-wasi = true\ninherit-stdio = false\nmodules = ["m.wasm"]\n'
+    )
+    build = [sys.executable, "-m", "hatch_wizer", "build", "--project", str(tmp_path), "--force"]
+    quiet = subprocess.run(build, capture_output=True, timeout=120)  # reproducible by default
+    assert quiet.returncode == 0, quiet.stderr
+    assert b"warning" not in quiet.stderr
+    with (tmp_path / "pyproject.toml").open("a") as f:
+        f.write("reproducible = false\n")
+    loud = subprocess.run(build, capture_output=True, timeout=120)
+    assert loud.returncode == 0, loud.stderr
+    assert b"hatch-wizer build: warning: init read the clock 2 times" in loud.stderr

@@ -234,8 +234,10 @@ LOOP_WAT = """(module (memory (export "memory") 1)
   (func (export "wizer-initialize") (loop $l (i32.store (i32.const 0) (i32.const 1)) (br $l))))"""
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
-@pytest.mark.parametrize("timeout", ["0", "600"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
+)
+@pytest.mark.parametrize("timeout", ["0", "600"], ids=["no-limit", "limit"])
 def test_interrupted_run_leaves_no_output(tmp_path: Path, sig: int, timeout: str) -> None:
     source = tmp_path / "in.wat"
     source.write_text(LOOP_WAT)
