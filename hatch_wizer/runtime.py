@@ -113,6 +113,7 @@ class Runtime:
         self.engine = self._engine(winch=False)
         self.run_engine = self.engine
         self.compiler = "cranelift"
+        self._signalled = False  # a signal, not the time limit, interrupted init
 
     def _engine(self, *, winch: bool) -> wasmtime.Engine:
         options = self.options
@@ -184,8 +185,14 @@ class Runtime:
             timer = threading.Timer(timeout, self.run_engine.increment_epoch)
             timer.daemon = True
             timer.start()
+        self._signalled = False
+
+        def interrupt() -> None:
+            self._signalled = True
+            self.run_engine.increment_epoch()
+
         try:
-            with _on_signal(self.run_engine.increment_epoch):
+            with _on_signal(interrupt):
                 yield
         finally:
             if timer is not None:
@@ -199,8 +206,8 @@ class Runtime:
                 f"{what} exited (WASI proc_exit with code {e.code}) during init"
             ) from None
         except wasmtime.Trap as e:
-            if e.trap_code == wasmtime.TrapCode.INTERRUPT and self.options.init_timeout is None:
-                raise KeyboardInterrupt from None  # only a signal interrupts an unlimited init
+            if e.trap_code == wasmtime.TrapCode.INTERRUPT and self._signalled:
+                raise KeyboardInterrupt from None  # Ctrl-C or kill, not the time limit
             if e.trap_code == wasmtime.TrapCode.INTERRUPT:
                 raise InitError(
                     f"{what} did not finish within {self.options.init_timeout:g} s (--init-timeout)"
