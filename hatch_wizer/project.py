@@ -100,6 +100,8 @@ def module_digest(module: ModuleFile, root: Path) -> str:
         "options": _options_doc(options, root),
         "preopens": {p.guest: _tree_hash(p.host) for p in options.preopens},
         "preloads": {p.name: _file_hash(p.path) for p in options.preloads},
+        # Reproducible init reads its wall clock from here.
+        "epoch": os.environ.get("SOURCE_DATE_EPOCH") if options.reproducible else None,
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 

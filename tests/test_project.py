@@ -155,6 +155,19 @@ def test_digest_does_not_depend_on_the_checkout_path(tmp_path: Path) -> None:
     assert module_digest(module, tmp_path / "b") != digests[0]
 
 
+def test_digest_follows_source_date_epoch_when_reproducible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project(tmp_path, extra="reproducible = true")
+    config = load_config(read_pyproject(root), root)
+    assert config is not None
+    [module] = find_modules(config)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1000")
+    first = module_digest(module, root)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "2000")
+    assert module_digest(module, root) != first
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_works_as_a_make_recipe(tmp_path: Path) -> None:
     root = make_project(tmp_path)
