@@ -24,7 +24,14 @@ from .parse import (
     SectionId,
     parse_module,
 )
-from .scanner import ENCODE_TYPE, SCAN_TYPE, encode_body, scan_body
+from .scanner import (
+    DUMPABLE,
+    ENCODE_TYPE,
+    SCAN_TYPE,
+    dump_globals_body,
+    encode_body,
+    scan_body,
+)
 
 __all__ = ["RESERVED_PREFIX", "ModuleContext", "instrument", "instrument_module"]
 
@@ -55,6 +62,7 @@ class ModuleContext:
     # `scanner.py` functions per defined memory, if added: find runs, encode data segments.
     scanners: tuple[str, ...] = ()
     encoders: tuple[str, ...] = ()
+    globals_dump: str | None = None  # writes the numeric mutable globals to scratch
     scratch: str | None = None  # the memory the scanners write to
 
 
@@ -120,8 +128,15 @@ def instrument_module(
         bodies += probes.bodies
     scanners: tuple[str, ...] = ()
     encoders: tuple[str, ...] = ()
-    scratch = None
-    if module.memories and options.features.multi_memory and not embedded:
+    scratch = globals_dump = None
+    dumped = [(index, valtype) for index, valtype, _ in globals_ if valtype in DUMPABLE]
+    # A scratch memory for the added helpers; besides a module's own memories it takes the
+    # multi-memory proposal.
+    if (
+        not embedded
+        and (module.memories or dumped)
+        and (not module.memories or options.features.multi_memory)
+    ):
         scratch = f"{RESERVED_PREFIX}scratch"
         scratch_index = module.imported(ExternKind.MEMORY) + len(module.memories)
         scanners = tuple(f"{RESERVED_PREFIX}scan_{i}" for i in range(len(module.memories)))
@@ -135,6 +150,14 @@ def instrument_module(
                 exports.append(_export(export, ExternKind.FUNC, first + i))
             functions += [uleb(len(module.types) + len(types))] * len(names)
             types.append(signature)
+        if dumped:
+            globals_dump = f"{RESERVED_PREFIX}dump_globals"
+            exports.append(
+                _export(globals_dump, ExternKind.FUNC, len(module.func_types) + len(bodies))
+            )
+            bodies.append(dump_globals_body(dumped, scratch_index))
+            functions.append(uleb(len(module.types) + len(types)))
+            types.append(b"\x60\x00\x00")
         exports.append(_export(scratch, ExternKind.MEMORY, scratch_index))
         new[SectionId.MEMORY] = extend_vector(module, SectionId.MEMORY, [b"\x00\x00"])
     new[SectionId.EXPORT] = extend_vector(module, SectionId.EXPORT, exports)
@@ -159,6 +182,7 @@ def instrument_module(
         embedded=embedded,
         scanners=scanners,
         encoders=encoders,
+        globals_dump=globals_dump,
         scratch=scratch,
     )
     return context, assemble(module, new)

@@ -29,6 +29,7 @@ from wasmtime._extern import wrap_extern
 from .errors import ConfigError, InitError, InvalidModule
 from .instrument import INITIALIZE, ModuleContext
 from .options import Features, WizenOptions
+from .scanner import GLOBAL_SLOT
 from .snapshot import Ref, TableState
 from .wasi import WASI_MODULE, Errno, WasiHost
 
@@ -419,6 +420,18 @@ class WasmtimeState:
             if slot >= len(before) or before[slot] != entry or entry[1] < 0:
                 changed[slot] = self._resolve(entry, f"table {ordinal} slot {slot}")
         return TableState(len(after), changed)
+
+    def dumped_globals(self, dump: str, globals_: list[tuple[int, str]]) -> dict[int, int]:
+        """Raw bits of numeric globals, stored to the scratch memory by one added function."""
+        self.call(dump)
+        scratch = self.export(self.context.scratch or "")
+        address = ctypes.cast(scratch.data_ptr(self.store), ctypes.c_void_p).value or 0
+        raw = ctypes.string_at(address, GLOBAL_SLOT * len(globals_))
+        size = {"i32": 4, "f32": 4, "i64": 8, "f64": 8, "v128": 16}
+        return {
+            index: int.from_bytes(raw[GLOBAL_SLOT * k : GLOBAL_SLOT * k + size[valtype]], "little")
+            for k, (index, valtype) in enumerate(globals_)
+        }
 
     def scan_runs(self, scanner: str, start: int, end: int, split: int) -> list[tuple[int, int]]:
         """Non-zero runs of `[start, end)`, found by the module's added scanner function."""

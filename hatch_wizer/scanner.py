@@ -15,7 +15,15 @@ from typing import Final
 
 from .binary import sleb, uleb
 
-__all__ = ["ENCODE_TYPE", "SCAN_TYPE", "encode_body", "scan_body"]
+__all__ = [
+    "DUMPABLE",
+    "ENCODE_TYPE",
+    "GLOBAL_SLOT",
+    "SCAN_TYPE",
+    "dump_globals_body",
+    "encode_body",
+    "scan_body",
+]
 
 # (i64, i64, i32) -> i32
 SCAN_TYPE: Final = b"\x60\x03\x7e\x7e\x7f\x01\x7f"
@@ -47,6 +55,8 @@ def _i32(value: int) -> bytes:
 
 def _memarg(align: int, memory: int) -> bytes:
     # Bit 6 of the alignment field says a memory index follows (multi-memory).
+    if memory == 0:
+        return uleb(align) + b"\x00"
     return uleb(align | 0x40) + uleb(memory) + b"\x00"
 
 
@@ -186,3 +196,29 @@ def encode_body(memory: int, is64: bool, scratch: int) -> bytes:
     b.emit(_get(E_PAIR), _i32(1), 0x6A, _set(E_PAIR), BR, 0, END, END)
     b.emit(_get(E_OUT), END)
     return uleb(len(b.code)) + bytes(b.code)
+
+
+_STORES: Final = {
+    "i32": b"\x36",
+    "i64": b"\x37",
+    "f32": b"\x38",
+    "f64": b"\x39",
+    "v128": b"\xfd\x0b",
+}
+GLOBAL_SLOT: Final = 16
+DUMPABLE: Final = frozenset(_STORES)
+
+
+def dump_globals_body(globals_: list[tuple[int, str]], scratch: int) -> bytes:
+    """The encoded body of `dump() -> ()`: stores each global's raw bits (loads and stores never
+    touch float bits, NaN payloads included) at 16-byte slots from the scratch memory's start,
+    one call instead of one host call per global."""
+    pages = -(-len(globals_) * GLOBAL_SLOT // 65536)
+    code = bytearray(b"\x00")  # no locals
+    # if memory.size < pages: memory.grow(pages - memory.size) (a 0-page scratch to begin with)
+    code += _i32(pages) + b"\x3f" + uleb(scratch) + b"\x6b\x40" + uleb(scratch) + b"\x1a"
+    for slot, (index, valtype) in enumerate(globals_):
+        code += _i32(slot * GLOBAL_SLOT) + b"\x23" + uleb(index)
+        code += _STORES[valtype] + _memarg(0, scratch)
+    code += b"\x0b"
+    return uleb(len(code)) + bytes(code)

@@ -9,6 +9,7 @@ from typing import Final, Protocol
 from .errors import InitError, UnsupportedModule
 from .instrument import ModuleContext
 from .layout import encode_segments, find_runs, lay_out
+from .scanner import DUMPABLE
 
 __all__ = ["MAX_DATA_BYTES", "InstanceState", "Ref", "Snapshot", "TableState", "take_snapshot"]
 
@@ -63,9 +64,15 @@ class Snapshot:
 
 def take_snapshot(context: ModuleContext, state: InstanceState) -> Snapshot:
     module = context.module
-    globals_ = {
-        index: state.global_value(name, valtype) for index, valtype, name in context.globals
-    }
+    globals_: dict[int, int | None] = {}
+    if context.globals_dump and hasattr(state, "dumped_globals"):
+        dumpable = [
+            (index, valtype) for index, valtype, _ in context.globals if valtype in DUMPABLE
+        ]
+        globals_.update(state.dumped_globals(context.globals_dump, dumpable))
+    for index, valtype, name in context.globals:
+        if index not in globals_:
+            globals_[index] = state.global_value(name, valtype)
     tables = tuple(state.table(name) for name in context.tables)
 
     limit = context.options.max_data_segments - len(module.data)
