@@ -36,6 +36,7 @@ from .scanner import (
 __all__ = ["RESERVED_PREFIX", "ModuleContext", "instrument", "instrument_module"]
 
 RESERVED_PREFIX = "__wizer_"
+NO_PARAMS_NO_RESULTS = b"\x60\x00\x00"
 INITIALIZE = "_initialize"
 
 
@@ -89,43 +90,34 @@ def instrument_module(
         _check_renames(module, options, init_func)
     call_initialize = not embedded and _exports_func(module, INITIALIZE) and init_func != INITIALIZE
 
+    add = _Additions(module)
     globals_ = tuple(
-        (g.index, g.valtype, f"{RESERVED_PREFIX}global_{g.index}")
+        (g.index, g.valtype, add.export(f"global_{g.index}", ExternKind.GLOBAL, g.index))
         for g in module.globals
         if g.mutable
     )
-    memories = tuple(f"{RESERVED_PREFIX}memory_{i}" for i in range(len(module.memories)))
-    tables = tuple(f"{RESERVED_PREFIX}table_{i}" for i in range(len(module.tables)))
-    start = f"{RESERVED_PREFIX}start" if module.start is not None and not embedded else None
+    first_memory = module.imported(ExternKind.MEMORY)
+    memories = tuple(
+        add.export(f"memory_{i}", ExternKind.MEMORY, first_memory + i)
+        for i in range(len(module.memories))
+    )
+    tables = tuple(
+        add.export(f"table_{i}", ExternKind.TABLE, t.index) for i, t in enumerate(module.tables)
+    )
+    start = None
+    if module.start is not None and not embedded:
+        start = add.export("start", ExternKind.FUNC, module.start)
     initial_slots, unplaced = _initial_slots(module)
     exported = {e.index: e.name for e in module.exports if e.kind == ExternKind.FUNC}
-    to_export = [] if embedded else [f for f in unplaced if f not in exported]
-    funcs = tuple((f, f"{RESERVED_PREFIX}func_{f}") for f in to_export)
-    probes = _Probes(module)
-
-    exports = [_export(n, ExternKind.GLOBAL, i) for i, _, n in globals_]
-    exports += [
-        _export(n, ExternKind.MEMORY, module.imported(ExternKind.MEMORY) + i)
-        for i, n in enumerate(memories)
-    ]
-    exports += [_export(n, ExternKind.TABLE, t.index) for t, n in zip(module.tables, tables)]
-    if start is not None and module.start is not None:
-        exports.append(_export(start, ExternKind.FUNC, module.start))
-    exports += [_export(n, ExternKind.FUNC, f) for f, n in funcs]
+    funcs = tuple(
+        (f, add.export(f"func_{f}", ExternKind.FUNC, f))
+        for f in ([] if embedded else unplaced)
+        if f not in exported
+    )
     if not embedded and _holds_references(module):
         funcs += tuple(sorted(exported.items()))  # found through their own exports
-    exports += probes.exports
+    data_probes, elem_probes = _add_probes(module, add)
 
-    new: dict[SectionId, Payload | None] = {}
-    if not embedded:
-        new[SectionId.START] = None
-    types: list[bytes] = []
-    functions: list[bytes] = []
-    bodies: list[bytes] = []
-    if probes.bodies:
-        functions += [uleb(len(module.types) + len(types))] * len(probes.bodies)
-        types.append(b"\x60\x00\x00")
-        bodies += probes.bodies
     scanners: tuple[str, ...] = ()
     encoders: tuple[str, ...] = ()
     scratch = globals_dump = None
@@ -137,34 +129,22 @@ def instrument_module(
         and (module.memories or dumped)
         and (not module.memories or options.features.multi_memory)
     ):
-        scratch = f"{RESERVED_PREFIX}scratch"
-        scratch_index = module.imported(ExternKind.MEMORY) + len(module.memories)
-        scanners = tuple(f"{RESERVED_PREFIX}scan_{i}" for i in range(len(module.memories)))
-        encoders = tuple(f"{RESERVED_PREFIX}encode_{i}" for i in range(len(module.memories)))
-        for make, names, signature in ((scan_body, scanners, SCAN_TYPE),
-                                       (encode_body, encoders, ENCODE_TYPE)):  # fmt: skip
-            first = len(module.func_types) + len(bodies)
-            for i, (limits, export) in enumerate(zip(module.memories, names)):
-                memory = module.imported(ExternKind.MEMORY) + i
-                bodies.append(make(memory, limits.is64, scratch_index))
-                exports.append(_export(export, ExternKind.FUNC, first + i))
-            functions += [uleb(len(module.types) + len(types))] * len(names)
-            types.append(signature)
+        scratch_index = first_memory + len(module.memories)
+        scratch = add.export("scratch", ExternKind.MEMORY, scratch_index)
+        add.memory = True
+        for i, limits in enumerate(module.memories):
+            body = scan_body(first_memory + i, limits.is64, scratch_index)
+            scanners += (add.function(f"scan_{i}", SCAN_TYPE, body),)
+        for i, limits in enumerate(module.memories):
+            body = encode_body(first_memory + i, limits.is64, scratch_index)
+            encoders += (add.function(f"encode_{i}", ENCODE_TYPE, body),)
         if dumped:
-            globals_dump = f"{RESERVED_PREFIX}dump_globals"
-            exports.append(
-                _export(globals_dump, ExternKind.FUNC, len(module.func_types) + len(bodies))
-            )
-            bodies.append(dump_globals_body(dumped, scratch_index))
-            functions.append(uleb(len(module.types) + len(types)))
-            types.append(b"\x60\x00\x00")
-        exports.append(_export(scratch, ExternKind.MEMORY, scratch_index))
-        new[SectionId.MEMORY] = extend_vector(module, SectionId.MEMORY, [b"\x00\x00"])
-    new[SectionId.EXPORT] = extend_vector(module, SectionId.EXPORT, exports)
-    if bodies:
-        new[SectionId.TYPE] = extend_vector(module, SectionId.TYPE, types)
-        new[SectionId.FUNCTION] = extend_vector(module, SectionId.FUNCTION, functions)
-        new[SectionId.CODE] = extend_vector(module, SectionId.CODE, bodies)
+            body = dump_globals_body(dumped, scratch_index)
+            globals_dump = add.function("dump_globals", NO_PARAMS_NO_RESULTS, body)
+
+    new = add.sections()
+    if not embedded:
+        new[SectionId.START] = None
     context = ModuleContext(
         module=module,
         options=options,
@@ -174,8 +154,8 @@ def instrument_module(
         memories=memories,
         tables=tables,
         start=start,
-        data_probes=tuple(probes.data),
-        elem_probes=tuple(probes.elem),
+        data_probes=data_probes,
+        elem_probes=elem_probes,
         funcs=funcs,
         initial_slots=() if embedded else initial_slots,
         notes=notes,
@@ -306,38 +286,74 @@ def _initial_slots(module: Module) -> tuple[tuple[tuple[tuple[int, int], ...], .
     return initial, sorted(unplaced)
 
 
-class _Probes:
-    """One `[] -> []` function per passive segment; `memory.init`/`table.init` of zero bytes
-    from the segment's end traps exactly when the segment was dropped."""
+class _Additions:
+    """Exports, functions and a scratch memory that instrumentation appends to a module: new
+    entries go after the existing ones, so no index of the original module moves."""
 
     def __init__(self, module: Module) -> None:
+        self.module = module
         self.exports: list[bytes] = []
+        self.types: list[bytes] = []
+        self.functions: list[bytes] = []
         self.bodies: list[bytes] = []
-        self.data: list[tuple[int, str]] = []
-        self.elem: list[tuple[int, str]] = []
-        first_func = len(module.func_types)
-        if module.data_count is not None and module.memories:
-            at = b"\x42\x00" if module.memories[0].is64 else b"\x41\x00"
-            memory = module.imported(ExternKind.MEMORY)
-            for i, data in enumerate(module.data):
-                if data.mode == "passive" and data.length:
-                    code = at + _i32(data.length) + _i32(0) + b"\xfc\x08" + uleb(i) + uleb(memory)
-                    self._add(self.data, i, f"{RESERVED_PREFIX}probe_data_{i}", code, first_func)
-        for i, seg in enumerate(module.elements):
-            table = _table_for(module, seg.elem_type)
-            if seg.mode == "passive" and seg.length and table is not None:
-                at = b"\x42\x00" if module.tables[table].limits.is64 else b"\x41\x00"
-                index = module.tables[table].index
-                code = at + _i32(seg.length) + _i32(0) + b"\xfc\x0c" + uleb(i) + uleb(index)
-                self._add(self.elem, i, f"{RESERVED_PREFIX}probe_elem_{i}", code, first_func)
+        self.memory = False
 
-    def _add(
-        self, kind: list[tuple[int, str]], i: int, export: str, code: bytes, first: int
-    ) -> None:
+    def export(self, suffix: str, kind: ExternKind, index: int) -> str:
+        """Export `index` under the reserved name `__wizer_<suffix>`; returns that name."""
+        export_name = RESERVED_PREFIX + suffix
+        self.exports.append(_export(export_name, kind, index))
+        return export_name
+
+    def function(self, suffix: str, signature: bytes, body: bytes) -> str:
+        """Add and export a function given its encoded type and body (with size prefix)."""
+        if signature not in self.types:
+            self.types.append(signature)
+        self.functions.append(uleb(len(self.module.types) + self.types.index(signature)))
+        self.bodies.append(body)
+        index = len(self.module.func_types) + len(self.bodies) - 1
+        return self.export(suffix, ExternKind.FUNC, index)
+
+    def sections(self) -> dict[SectionId, Payload | None]:
+        module = self.module
+        new: dict[SectionId, Payload | None] = {
+            SectionId.EXPORT: extend_vector(module, SectionId.EXPORT, self.exports)
+        }
+        if self.memory:
+            new[SectionId.MEMORY] = extend_vector(module, SectionId.MEMORY, [b"\x00\x00"])
+        if self.bodies:
+            new[SectionId.TYPE] = extend_vector(module, SectionId.TYPE, self.types)
+            new[SectionId.FUNCTION] = extend_vector(module, SectionId.FUNCTION, self.functions)
+            new[SectionId.CODE] = extend_vector(module, SectionId.CODE, self.bodies)
+        return new
+
+
+def _add_probes(
+    module: Module, add: _Additions
+) -> tuple[tuple[tuple[int, str], ...], tuple[tuple[int, str], ...]]:
+    """One `[] -> []` function per passive segment; `memory.init`/`table.init` of zero bytes
+    from the segment's end traps exactly when the segment was dropped."""
+    data: list[tuple[int, str]] = []
+    elem: list[tuple[int, str]] = []
+
+    def probe(kind: str, i: int, code: bytes) -> str:
         body = b"\x00" + code + b"\x0b"  # no locals
-        kind.append((i, export))
-        self.exports.append(_export(export, ExternKind.FUNC, first + len(self.bodies)))
-        self.bodies.append(uleb(len(body)) + body)
+        return add.function(f"probe_{kind}_{i}", NO_PARAMS_NO_RESULTS, uleb(len(body)) + body)
+
+    if module.data_count is not None and module.memories:
+        at = b"\x42\x00" if module.memories[0].is64 else b"\x41\x00"
+        memory = module.imported(ExternKind.MEMORY)
+        for i, seg in enumerate(module.data):
+            if seg.mode == "passive" and seg.length:
+                code = at + _i32(seg.length) + _i32(0) + b"\xfc\x08" + uleb(i) + uleb(memory)
+                data.append((i, probe("data", i, code)))
+    for i, elems in enumerate(module.elements):
+        table = _table_for(module, elems.elem_type)
+        if elems.mode == "passive" and elems.length and table is not None:
+            at = b"\x42\x00" if module.tables[table].limits.is64 else b"\x41\x00"
+            index = module.tables[table].index
+            code = at + _i32(elems.length) + _i32(0) + b"\xfc\x0c" + uleb(i) + uleb(index)
+            elem.append((i, probe("elem", i, code)))
+    return tuple(data), tuple(elem)
 
 
 def _i32(value: int) -> bytes:
