@@ -47,6 +47,7 @@ def wizen(
         stage.say(note)
     with stage("compile"):
         compiled = runtime.compile(instrumented)
+    del instrumented  # a 100 MB module need not stay in memory through init and snapshot
     stage.say(f"compiled with {runtime.compiler}")
     with stage("init"):
         state = runtime.initialize(context, compiled)

@@ -84,6 +84,33 @@ def _config(
     return config
 
 
+def _bytes_pointer(wasm: bytes) -> Any:
+    """A pointer to the bytes themselves (the caller keeps `wasm` alive during the call)."""
+    # wasmtime-py copies the bytes into a ctypes array first; for a 100 MB module that is
+    # 100 MB more at the peak of compilation. A pointer into the bytes object needs no copy.
+    return ctypes.cast(ctypes.c_char_p(wasm), ctypes.POINTER(ctypes.c_uint8))
+
+
+def _validate(engine: wasmtime.Engine, wasm: bytes) -> None:
+    """`wasmtime.Module.validate` without copying the bytes."""
+    wasm = bytes(wasm)  # no copy for bytes; bytearrays have no stable c_char_p
+    error = ffi.wasmtime_module_validate(engine.ptr(), _bytes_pointer(wasm), len(wasm))
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
+
+
+def _module(engine: wasmtime.Engine, wasm: bytes) -> wasmtime.Module:
+    """`wasmtime.Module(engine, wasm)` without copying the bytes."""
+    wasm = bytes(wasm)
+    ptr = ctypes.POINTER(ffi.wasmtime_module_t)()
+    error = ffi.wasmtime_module_new(
+        engine.ptr(), _bytes_pointer(wasm), len(wasm), ctypes.byref(ptr)
+    )
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
+    return wasmtime.Module._from_ptr(ptr)
+
+
 def _message(error: Exception) -> str:
     """wasmtime's error text without its backtrace, on one line."""
     text = str(getattr(error, "message", None) or error)
@@ -127,7 +154,7 @@ class Runtime:
         if not self.options.features.reference_types and _uses_reference_types(wasm):
             raise InvalidModule(f"{what}: reference types support is not enabled")
         try:
-            wasmtime.Module.validate(self.engine, wasm)
+            _validate(self.engine, wasm)
         except wasmtime.WasmtimeError as e:
             raise InvalidModule(f"{what}: {_message(e)}") from None
 
@@ -136,8 +163,8 @@ class Runtime:
         if self.options.compiler != "cranelift" and _winch_available():
             winch = self._engine(winch=True)
             try:
-                wasmtime.Module.validate(winch, wasm)  # fails fast on proposals Winch lacks
-                module = wasmtime.Module(winch, wasm)
+                _validate(winch, wasm)  # fails fast on proposals Winch lacks
+                module = _module(winch, wasm)
             except wasmtime.WasmtimeError as e:
                 if self.options.compiler == "winch":
                     raise InvalidModule(f"Winch cannot compile the module: {_message(e)}") from None
@@ -145,7 +172,7 @@ class Runtime:
                 self.run_engine, self.compiler = winch, "winch"
                 return module
         try:
-            return wasmtime.Module(self.engine, wasm)
+            return _module(self.engine, wasm)
         except wasmtime.WasmtimeError as e:
             raise InvalidModule(f"failed to compile the module: {_message(e)}") from None
 
