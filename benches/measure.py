@@ -178,45 +178,65 @@ def _result_counts(module: wasmtime.Module) -> dict[str, int]:
     return counts
 
 
+class _Prepared:
+    """One module compiled and pre-linked, ready to be started again and again."""
+
+    def __init__(self, engine: wasmtime.Engine, wasm: Path, workload: Workload, run_init: bool):
+        self.engine = engine
+        self.workload = workload
+        self.run_init = run_init
+        module = wasmtime.Module.from_file(engine, str(wasm))
+        self.needs_wasi = any(i.module.startswith("wasi_") for i in module.imports)
+        linker = wasmtime.Linker(engine)
+        if self.needs_wasi:
+            linker.define_wasi()
+        linker.define_unknown_imports_as_traps(module)
+        self.pre = linker.instantiate_pre(module)
+        self.counts = _result_counts(module)
+
+    def once(self) -> tuple[float, int | None]:
+        """New store, instantiate, (_initialize, init,) first call: seconds and the result."""
+        wl = self.workload
+        start = time.perf_counter()
+        store = wasmtime.Store(self.engine)
+        if self.needs_wasi:
+            wasi = wasmtime.WasiConfig()
+            if self.run_init:
+                for guest, host in wl.mapdirs:
+                    wasi.preopen_dir(str(host), guest, fs_mutable=False)
+            store.set_wasi(wasi)
+        inst = _Instance(store, self.pre.instantiate(store), self.counts)
+        if self.run_init:
+            if "_initialize" in self.counts and wl.init_func != "_initialize":
+                inst.call("_initialize")
+            inst.call(wl.init_func)
+        result = inst.call(wl.first_call, *wl.first_args)
+        elapsed = time.perf_counter() - start
+        del inst, store
+        return elapsed, result
+
+
 def startup(
     engine: wasmtime.Engine,
-    wasm: Path,
+    modules: dict[str, tuple[Path, bool]],
     workload: Workload,
     *,
-    run_init: bool,
     budget: float = 3.0,
     max_runs: int = 300,
     min_runs: int = 7,
-) -> Startup:
-    """Compiles once, then repeatedly: new store, instantiate, (_initialize, init,) first call."""
-    module = wasmtime.Module.from_file(engine, str(wasm))
-    needs_wasi = any(i.module.startswith("wasi_") for i in module.imports)
-    linker = wasmtime.Linker(engine)
-    if needs_wasi:
-        linker.define_wasi()
-    linker.define_unknown_imports_as_traps(module)
-    pre = linker.instantiate_pre(module)
-    counts = _result_counts(module)
-    times: list[float] = []
-    result: int | None = None
+) -> dict[str, Startup]:
+    """Start-up of several modules ({key: (wasm, run_init)}), each compiled once, measured
+    round-robin (one start of each per round) so that load changes hit them all alike."""
+    prepared = {key: _Prepared(engine, wasm, workload, run_init)
+                for key, (wasm, run_init) in modules.items()}  # fmt: skip
+    times: dict[str, list[float]] = {key: [] for key in prepared}
+    results: dict[str, int | None] = {}
     spent = 0.0
-    while len(times) < max_runs and (spent < budget or len(times) < min_runs):
-        start = time.perf_counter()
-        store = wasmtime.Store(engine)
-        if needs_wasi:
-            wasi = wasmtime.WasiConfig()
-            if run_init:
-                for guest, host in workload.mapdirs:
-                    wasi.preopen_dir(str(host), guest, fs_mutable=False)
-            store.set_wasi(wasi)
-        inst = _Instance(store, pre.instantiate(store), counts)
-        if run_init:
-            if "_initialize" in counts and workload.init_func != "_initialize":
-                inst.call("_initialize")
-            inst.call(workload.init_func)
-        result = inst.call(workload.first_call, *workload.first_args)
-        elapsed = time.perf_counter() - start
-        times.append(elapsed)
-        spent += elapsed
-        del inst, store
-    return Startup(statistics.median(times), len(times), result)
+    rounds = 0
+    while rounds < max_runs and (spent < budget * len(prepared) or rounds < min_runs):
+        for key, prep in prepared.items():
+            elapsed, results[key] = prep.once()
+            times[key].append(elapsed)
+            spent += elapsed
+        rounds += 1
+    return {key: Startup(statistics.median(t), len(t), results[key]) for key, t in times.items()}

@@ -37,6 +37,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--startup-budget", type=float, default=3.0, help="seconds per module")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument(
+        "--startup-only", action="store_true",
+        help="with --merge: measure start-up again from the outputs of the last run",
+    )  # fmt: skip
+    parser.add_argument(
         "--merge", action="store_true",
         help="update the measured workloads/tools in an existing OUT/results.json",
     )  # fmt: skip
@@ -62,6 +66,7 @@ def _machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
+    args.merge = args.merge or args.startup_only
     names = tuple(n for n in args.workloads.split(",") if n)
     tools = [t for t in TOOLS if t.key in args.tools.split(",")]
     downloads = fetch(WORK)
@@ -76,41 +81,55 @@ def main(argv: list[str] | None = None) -> int:
         previous = {wl["name"]: wl for wl in results["workloads"]}
     for wl in workloads:
         print(f"== {wl.name}: {wl.what}", flush=True)
-        original = startup(engine, wl.wasm, wl, run_init=True, budget=args.startup_budget)
         entry: dict[str, Any] = {
             "name": wl.name,
             "what": wl.what,
             "input": module_info(wl.wasm.read_bytes()).__dict__,
-            "original_startup_ms": original.median * 1e3,
-            "original_startup_runs": original.runs,
             "first_call": f"{wl.first_call}{wl.first_args or '()'}",
-            "expected_result": original.result,
             "tools": dict(previous.get(wl.name, {}).get("tools", {})),
         }
-        print(f"   original: instantiate + init + first call {original.median * 1e3:.3f} ms"
-              f" -> {original.result}", flush=True)  # fmt: skip
-        by_hash: dict[str, Any] = {}
-        for tool in tools:
-            entry["tools"][tool.key] = row = _measure_tool(tool, downloads, wl, args.runs)
-            out = WORK / "out" / wl.name / f"{tool.key}.wasm"
-            if row["ok"]:
-                digest = hashlib.sha256(out.read_bytes()).hexdigest()
-                if digest not in by_hash:
-                    st = startup(engine, out, wl, run_init=False, budget=args.startup_budget)
-                    by_hash[digest] = (st.median * 1e3, st.result)
-                row["startup_ms"], result = by_hash[digest]
-                row["same_result"] = result == original.result
-                row["sha256"] = digest
-            print("  ", tool.key, _summary(row), flush=True)
         if wl.name in previous:
             index = [w["name"] for w in results["workloads"]].index(wl.name)
             results["workloads"][index] = entry
         else:
             results["workloads"].append(entry)
-        (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        if not args.startup_only:
+            for tool in tools:
+                entry["tools"][tool.key] = row = _measure_tool(tool, downloads, wl, args.runs)
+                _save(results, args.out)  # an interrupted run keeps what it measured
+                done = f"{row['wall_s']:.3f} s" if row["ok"] else f"FAILED: {row.get('error')}"
+                print(f"   {tool.key}: {done}", flush=True)
+        # Start-up: the original (with init) and each distinct output, measured round-robin.
+        modules: dict[str, tuple[Path, bool]] = {"original": (wl.wasm, True)}
+        key_of_hash: dict[str, str] = {}
+        for key, row in entry["tools"].items():
+            out = WORK / "out" / wl.name / f"{key}.wasm"
+            if row.get("ok") and out.exists():
+                row["sha256"] = digest = hashlib.sha256(out.read_bytes()).hexdigest()
+                if digest not in key_of_hash:
+                    key_of_hash[digest] = key
+                    modules[key] = (out, False)
+        starts = startup(engine, modules, wl, budget=args.startup_budget)
+        original = starts["original"]
+        entry["original_startup_ms"] = original.median * 1e3
+        entry["startup_rounds"] = original.runs
+        entry["expected_result"] = original.result
+        print(f"   original: instantiate + init + first call {original.median * 1e3:.3f} ms"
+              f" -> {original.result}", flush=True)  # fmt: skip
+        for key, row in entry["tools"].items():
+            if row.get("ok") and "sha256" in row:
+                st = starts[key_of_hash[row["sha256"]]]
+                row["startup_ms"] = st.median * 1e3
+                row["same_result"] = st.result == original.result
+            print("  ", key, _summary(row), flush=True)
+        _save(results, args.out)
     report.write_all(results, args.out)
     print(f"wrote {args.out}/results.json, results.md, ratios.png")
     return 0
+
+
+def _save(results: dict[str, Any], out: Path) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 def _measure_tool(tool: Any, downloads: Any, wl: Any, runs: int) -> dict[str, Any]:
