@@ -58,13 +58,24 @@ def _startup(ms: float) -> str:
     return f"{ms:.3f} ms" if ms < 10 else f"{ms:.1f} ms"
 
 
+def _runs(results: dict[str, Any]) -> str:
+    """'5 runs', or '5 runs (cpython: 3)' when a workload was measured fewer times."""
+    fewer = {}
+    for wl in results["workloads"]:
+        counts = {len(r["wall_all_s"]) for r in wl["tools"].values() if r.get("wall_all_s")}
+        if counts and max(counts) != results["runs"]:
+            fewer[wl["name"]] = max(counts)
+    extra = ", ".join(f"{name}: {n}" for name, n in fewer.items())
+    return f"{results['runs']} runs" + (f" ({extra})" if extra else "")
+
+
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
-        f"Measured {m['date']} at commit {m.get('commit', '?')}"
+        f"Measured {m['date']}{' at commit ' + m['commit'] if m.get('commit') else ''}"
         f"{' (hatch_wizer/ modified)' if m.get('core_dirty') else ''}"
         f" on {m['cpus']} cores ({m['platform']}), Python {m['python']}; "
-        f"wizen time = median of {results['runs']} runs (process wall time); start-up = median "
+        f"wizen time = median of {_runs(results)} (process wall time); start-up = median "
         "of instantiate + first call (module compiled once, wasmtime-py); the original's "
         "start-up includes `_initialize` + init.",
         "",
