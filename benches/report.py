@@ -14,6 +14,7 @@ METRICS = (
     ("wizen time, cold", "ours", "wall_s"),
     ("wizen() in-process, cold", "ours-lib", "wall_s"),
     ("wizen time, warm cache", "ours-warm", "wall_s"),
+    ("wizen() in-process, warm cache", "ours-lib-warm", "wall_s"),
     ("output size", "ours", "size"),
     ("start-up", "ours", "startup_ms"),
     ("peak RSS", "ours", "max_rss_mib"),

@@ -158,7 +158,7 @@ def _measure_tool(tool: Any, downloads: Any, wl: Any, runs: int) -> dict[str, An
             return row
         walls.append(r.wall)
         rss.append(r.max_rss)
-        if tool.key == "ours-lib":
+        if tool.key.startswith("ours-lib"):
             timed = json.loads(r.stdout.strip().splitlines()[-1])
             walls[-1] = timed["seconds"]
             stages.append(timed["stages"])

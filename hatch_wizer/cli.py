@@ -16,8 +16,9 @@ from typing import NoReturn
 
 from . import __version__
 from .errors import InvalidModule, UsageError, WizerError
+from .files import write_atomically
 from .options import DEFAULT_INIT_FUNC, Features, Preload, Preopen, WizenOptions
-from .project import Result, describe, main_build, write_atomically
+from .project import Result, describe, main_build
 
 __all__ = ["entrypoint", "load_module_source", "main"]
 

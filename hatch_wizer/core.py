@@ -5,13 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
+from .cache import ResultCache, result_key
 from .errors import InitError
-from .instrument import ModuleContext, instrument, instrument_module
+from .instrument import ModuleContext, instrument
 from .options import WizenOptions
-from .parse import check_header, is_component, parse_module
-from .rewrite import rewrite
-from .snapshot import InstanceState, take_snapshot
+from .snapshot import InstanceState
+
+if TYPE_CHECKING:
+    from .component import Stages
 
 __all__ = ["Report", "instrument", "snapshot", "wizen"]
 
@@ -20,6 +23,9 @@ Report = Callable[[str], None]
 
 def snapshot(context: ModuleContext, state: InstanceState) -> bytes:
     """The pre-initialized module, from an instance of `instrument()`'s output after init."""
+    from .rewrite import rewrite
+    from .snapshot import take_snapshot
+
     return rewrite(context, take_snapshot(context, state))
 
 
@@ -29,11 +35,28 @@ def wizen(
     """Run `wasm`'s initialization and return a module that starts in the resulting state.
 
     `wasm` may also be a component: its init export's call (`options.init_func`, a name or a
-    WAVE call like `add(1, "x")`) runs, and every core instance's state is written back."""
-    from .runtime import Runtime  # the only import of wasmtime
+    WAVE call like `add(1, "x")`) runs, and every core instance's state is written back.
 
+    Unless `options.cache` is off, an earlier result for the same input and options is
+    reused (see `cache.py`)."""
     options = options or WizenOptions()
     stage = _Stages(report)
+    cache = ResultCache.for_options(options)
+    key = result_key(wasm, options) if cache else ""
+    if cache and (out := cache.load(key)) is not None:
+        stage.say(f"reused the result of an earlier run from {cache.root} (--no-cache: run init)")
+        return out
+    out = _wizen(wasm, options, stage)
+    if cache:
+        cache.store(key, out)
+    return out
+
+
+def _wizen(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
+    from .instrument import instrument_module
+    from .parse import check_header, is_component, parse_module
+    from .runtime import Runtime  # the only import of wasmtime
+
     if is_component(wasm):
         from .component import wizen_component
 

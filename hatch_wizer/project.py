@@ -7,27 +7,19 @@ front ends print the same line per module.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
-import hashlib
-import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-from . import __version__
+from .cache import result_key
 from .config import ModuleFile, find_modules, load_config, read_pyproject
 from .errors import ConfigError, WizerError
+from .files import write_atomically
 
-if TYPE_CHECKING:
-    from .options import WizenOptions
-
-__all__ = ["Result", "describe", "main_build", "module_digest", "wizen_module", "write_atomically"]
+__all__ = ["Result", "describe", "main_build", "module_digest", "wizen_module"]
 
 DEFAULT_OUT_DIR: Final = Path("build", "wizer")
 STAMP_SUFFIX: Final = ".wizer-hash"
@@ -72,67 +64,9 @@ def _size(n: int) -> str:
     return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KiB"
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temp file beside `path`, then rename it: a failure or an interruption
-    never leaves a plausible-looking output."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def module_digest(module: ModuleFile, root: Path) -> str:
-    """Hash of everything that decides the output: input, options, tool version.
-
-    Host paths enter relative to `root`, and preopened directories and preloads by content,
-    so the hash does not change with the checkout location.
-    """
-    options = module.spec.options
-    doc = {
-        "tool": __version__,
-        "input": _file_hash(module.source),
-        "options": _options_doc(options, root),
-        "preopens": {p.guest: _tree_hash(p.host) for p in options.preopens},
-        "preloads": {p.name: _file_hash(p.path) for p in options.preloads},
-        # Reproducible init reads its wall clock from here.
-        "epoch": os.environ.get("SOURCE_DATE_EPOCH") if options.reproducible else None,
-    }
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-
-
-def _options_doc(options: WizenOptions, root: Path) -> object:
-    def relative(value: object) -> object:
-        if isinstance(value, Path):
-            return value.relative_to(root).as_posix() if value.is_relative_to(root) else str(value)
-        if isinstance(value, (list, tuple)):
-            return [relative(v) for v in value]
-        if isinstance(value, dict):
-            return {k: relative(v) for k, v in value.items()}
-        return value
-
-    return relative(dataclasses.asdict(options))
-
-
-def _file_hash(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return "missing"  # the engine reports the real error
-
-
-def _tree_hash(root: Path) -> str:
-    h = hashlib.sha256()
-    if root.is_dir():
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            h.update(path.relative_to(root).as_posix().encode() + b"\0")
-            h.update(_file_hash(path).encode())
-    return h.hexdigest()
+def module_digest(module: ModuleFile) -> str:
+    """Hash of everything that decides the module's output (the result cache's key)."""
+    return result_key(module.source.read_bytes(), module.spec.options)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -170,7 +104,7 @@ def main_build(argv: Sequence[str]) -> int:
         if config is None or not config.modules:
             raise ConfigError(f"{root / 'pyproject.toml'}: no modules in [tool.wizer]")
         for module in find_modules(config, exclude=[out_dir]):
-            _build_one(module, root, out_dir, force=args.force, say=say)
+            _build_one(module, out_dir, force=args.force, say=say)
     except (WizerError, OSError) as e:
         print(f"hatch-wizer build: error: {e}", file=sys.stderr)
         return 1
@@ -178,11 +112,11 @@ def main_build(argv: Sequence[str]) -> int:
 
 
 def _build_one(
-    module: ModuleFile, root: Path, out_dir: Path, *, force: bool, say: Reporter
+    module: ModuleFile, out_dir: Path, *, force: bool, say: Reporter
 ) -> None:
     out = out_dir / module.name
     stamp = out.with_name(out.name + STAMP_SUFFIX)
-    digest = module_digest(module, root)
+    digest = module_digest(module)
     if not force and out.is_file() and _read_stamp(stamp) == digest:
         say(f"{module.name}: up to date")
         return

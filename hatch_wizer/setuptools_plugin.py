@@ -15,7 +15,8 @@ from setuptools import Command, Distribution
 
 from .config import ModuleFile, find_modules, load_config, read_pyproject
 from .errors import ConfigError, WizerError
-from .project import describe, wizen_module, write_atomically
+from .files import write_atomically
+from .project import describe, wizen_module
 
 __all__ = ["build_wizer", "finalize_distribution_options"]
 
