@@ -378,21 +378,48 @@ def test_wasi_preview2_during_init(tmp_path: Path) -> None:
     [
         (
             """(component
-              (core module $m (func (export "f")))
+              (core module $m
+                (global $g (mut i32) (i32.const 0))
+                (func (export "f") (global.set $g (i32.const 1))))
               (core instance $a (instantiate $m))
               (core instance $b (instantiate $m))
               (func (export "wizer-initialize") (canon lift (core func $a "f"))))""",
-            "instantiated more than once",
+            r"core module 0 is instantiated more than once \(core instance 0; core instance "
+            r"1\) and the instances end init in different states \(globals\)",
         ),
         (
             """(component
               (component $inner
-                (core module $m (func (export "f")))
+                (core module $m (memory 1) (func (export "f")))
                 (core instance $a (instantiate $m)))
+              (component $mid
+                (alias outer 1 $inner (component $c))
+                (instance (instantiate $c)))
+              (instance (instantiate $mid))
               (core module $m (func (export "f")))
               (core instance $a (instantiate $m))
               (func (export "wizer-initialize") (canon lift (core func $a "f"))))""",
-            "nested component 0 instantiates core modules",
+            "component instance 0 instantiates component 0, an outer alias",
+        ),
+        (
+            """(component
+              (import "c" (component $c))
+              (instance (instantiate $c))
+              (core module $m (func (export "f")))
+              (core instance $a (instantiate $m))
+              (func (export "wizer-initialize") (canon lift (core func $a "f"))))""",
+            "instantiates component 0, which is an import",
+        ),
+        (
+            """(component
+              (core module $m (func (export "f")))
+              (component $inner
+                (alias outer 1 $m (core module $om))
+                (core instance $a (instantiate $om)))
+              (instance (instantiate $inner))
+              (core instance $a (instantiate $m))
+              (func (export "wizer-initialize") (canon lift (core func $a "f"))))""",
+            "core module 0, which is an outer alias",
         ),
         (
             """(component
@@ -415,23 +442,63 @@ def test_unsupported_structures_have_clear_errors(wat: str, message: str) -> Non
         wizen(component_of(wat), OPTS)
 
 
-def test_table_writes_and_growth_are_rejected() -> None:
-    wat = """(component
-      (core module $m
-        (table $t 2 10 funcref)
-        (func $f)
-        (elem declare func $f)
-        (func (export "set") (table.set $t (i32.const 0) (ref.func $f)))
-        (func (export "grow") (drop (table.grow $t (ref.null func) (i32.const 1)))))
-      (core instance $x (instantiate $m))
-      (func (export "set") (canon lift (core func $x "set")))
-      (func (export "grow") (canon lift (core func $x "grow"))))"""
-    with pytest.raises(UnsupportedModule, match=r"uses `table\.set`"):
-        wizen(component_of(wat), WizenOptions(cache=False, init_func="grow"))
-    growing = wat.replace('(func (export "set") (table.set $t (i32.const 0) (ref.func $f)))', "")
-    growing = growing.replace('(func (export "set") (canon lift (core func $x "set")))', "")
-    with pytest.raises(UnsupportedModule, match="grew from 2 to 3 entries"):
-        wizen(component_of(growing), WizenOptions(cache=False, init_func="grow"))
+TABLES = """(component
+  (core module $m
+    (table $t (export "t") 3 10 funcref)
+    (table $own 2 funcref)
+    (elem (table $own) (i32.const 1) func $f)
+    (func $f (result i32) (i32.const 7))
+    (elem declare func $f)
+    (global $g (mut i32) (i32.const 0))
+    (func (export "init") (global.set $g (i32.const 1)))
+    (func (export "set") (table.set $t (i32.const 0) (ref.func $f)))
+    (func (export "clear") (table.set $own (i32.const 1) (ref.null func)))
+    (func (export "grow") (drop (table.grow $t (ref.null func) (i32.const 1))))
+    (func (export "call") (param i32) (result i32) (call_indirect $t (result i32) (local.get 0))))
+  (core instance $x (instantiate $m))
+  ;; A second module fills the first one's exported table when it is instantiated, as the
+  ;; shim and fixup modules of wit-component do.
+  (core module $fixup
+    (import "m" "t" (table 3 funcref))
+    (func $g (result i32) (i32.const 9))
+    (elem (i32.const 2) func $g))
+  (core instance (instantiate $fixup (with "m" (instance $x))))
+  (func (export "wizer-initialize") (canon lift (core func $x "init")))
+  (func (export "set") (canon lift (core func $x "set")))
+  (func (export "clear") (canon lift (core func $x "clear")))
+  (func (export "grow") (canon lift (core func $x "grow")))
+  (func (export "call") (param "slot" u32) (result s32) (canon lift (core func $x "call"))))"""
+
+
+def test_tables_filled_at_instantiation_and_unchanged_by_init_are_kept(tmp_path: Path) -> None:
+    # The module contains table writes; init does not run them, so the output is exact.
+    assert_same_behaviour(TABLES, [("call", (2,))], tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("init", "message"),
+    [
+        (
+            "set",
+            r"table 0 of core instance 0: slot 0 was filled by init or a start function \(1 of 3 slots changed\)",
+        ),
+        ("clear", "table 1 of core instance 0: slot 1 was cleared"),
+        ("grow", "table 0 of core instance 0 grew from 3 to 4 entries during init"),
+    ],
+)
+def test_table_changes_during_init_are_clear_errors(init: str, message: str) -> None:
+    with pytest.raises(UnsupportedModule, match=message):
+        wizen(component_of(TABLES), WizenOptions(cache=False, init_func=init))
+
+
+def test_table_write_by_a_start_function_is_found() -> None:
+    # Start runs at instantiation and is dropped from the output: its write would be lost.
+    wat = TABLES.replace("(elem declare func $f)", "(elem declare func $f) (start $s)")
+    wat = wat.replace(
+        "(global $g", "(func $s (table.set $own (i32.const 0) (ref.func $f)))\n(global $g"
+    )
+    with pytest.raises(UnsupportedModule, match="table 1 of core instance 0: slot 0 was filled"):
+        wizen(component_of(wat), OPTS)
 
 
 def test_nested_components_without_modules_are_kept(tmp_path: Path) -> None:
@@ -448,6 +515,136 @@ def test_nested_components_without_modules_are_kept(tmp_path: Path) -> None:
       (func (export "wizer-initialize") (canon lift (core func $x "init")))
       (func (export "get") (result u32) (canon lift (core func $x "get"))))"""
     assert_same_behaviour(wat, [("get", ())], tmp_path)
+
+
+INNER = """(component $inner
+    (import "base" (func $base (result u32)))
+    (core func $base-lowered (canon lower (func $base)))
+    (core module $m
+      (import "host" "base" (func $base (result i32)))
+      (memory (export "memory") 1 4)
+      (global $g (mut i32) (i32.const 0))
+      (global $h (mut i64) (i64.const 0))
+      (data (i32.const 16) "kept")
+      (func (export "init") (param i32)
+        (global.set $g (i32.add (global.get $g) (local.get 0)))
+        (global.set $h (i64.const 0x123456789))
+        (i32.store (i32.const 64) (i32.const 0xdeadbeef))
+        (drop (memory.grow (i32.const 1))))
+      (func (export "get") (result i32) (i32.add (global.get $g) (i32.load (i32.const 64))))
+      (func (export "pages") (result i32) (memory.size))
+      (func (export "h") (result i64) (global.get $h))
+      (func (export "word") (result i32) (i32.load (i32.const 16)))
+      (func (export "base") (result i32) (call $base)))
+    (core instance $hi (export "base" (func $base-lowered)))
+    (core instance $x (instantiate $m (with "host" (instance $hi))))
+    (func (export "init") (param "v" u32) (canon lift (core func $x "init")))
+    (func (export "get") (result u32) (canon lift (core func $x "get")))
+    (func (export "pages") (result u32) (canon lift (core func $x "pages")))
+    (func (export "h") (result u64) (canon lift (core func $x "h")))
+    (func (export "word") (result u32) (canon lift (core func $x "word")))
+    (func (export "base") (result u32) (canon lift (core func $x "base"))))"""
+
+OUTER_MODULE = """(core module $outer
+    (global $n (mut i32) (i32.const 0))
+    (func (export "base") (result i32) (global.get $n))
+    (func (export "bump") (global.set $n (i32.add (global.get $n) (i32.const 100)))))
+  (core instance $o (instantiate $outer))
+  (func $base (result u32) (canon lift (core func $o "base")))"""
+
+NESTED_CALLS: list[Call] = [(n, ()) for n in ("get", "pages", "h", "word", "base")]
+
+
+def test_nested_component_state_is_written_into_its_module(tmp_path: Path) -> None:
+    wat = f"""(component
+      {INNER}
+      {OUTER_MODULE}
+      (instance $a (instantiate $inner (with "base" (func $base))))
+      (alias export $a "init" (func $init))
+      (core func $init-lowered (canon lower (func $init)))
+      (core module $driver
+        (import "a" "init" (func $init (param i32)))
+        (import "o" "bump" (func $bump))
+        (func (export "run") (call $bump) (call $init (i32.const 5))))
+      (core instance $ai (export "init" (func $init-lowered)))
+      (core instance $d (instantiate $driver (with "a" (instance $ai)) (with "o" (instance $o))))
+      (func (export "wizer-initialize") (canon lift (core func $d "run")))
+      (export "get" (func $a "get"))
+      (export "pages" (func $a "pages"))
+      (export "h" (func $a "h"))
+      (export "word" (func $a "word"))
+      (export "base" (func $a "base")))"""
+    out = assert_same_behaviour(wat, NESTED_CALLS, tmp_path)
+    assert run(out, [], NESTED_CALLS) == [5 + 0xDEADBEEF, 2, 0x123456789, 0x7470656B, 100]
+
+
+def test_deeply_nested_state_and_init_inside_the_nested_component(tmp_path: Path) -> None:
+    # Two levels down, called through an instance export; the middle component has state too.
+    wat = f"""(component
+      (component $mid
+        (import "base" (func $base (result u32)))
+        {INNER}
+        (core module $own
+          (global $k (mut i32) (i32.const 1))
+          (func (export "init") (global.set $k (i32.const 2)))
+          (func (export "k") (result i32) (global.get $k)))
+        (core instance $own (instantiate $own))
+        (instance $a (instantiate $inner (with "base" (func $base))))
+        (func $own-init (canon lift (core func $own "init")))
+        (instance $api (export "init" (func $a "init")) (export "own-init" (func $own-init)))
+        (export "api" (instance $api))
+        (export "get" (func $a "get"))
+        (func $k (result u32) (canon lift (core func $own "k")))
+        (export "k" (func $k)))
+      {OUTER_MODULE}
+      (instance $m (instantiate $mid (with "base" (func $base))))
+      (alias export $m "api" (instance $api))
+      (export "api" (instance $api))
+      (export "get" (func $m "get"))
+      (export "k" (func $m "k")))"""
+    wasm = component_of(wat)
+    options = WizenOptions(cache=False, init_func="api.init(42)", keep_init_func=True)
+    out = wizen(wasm, options)
+    out = wizen(out, WizenOptions(cache=False, init_func="api.own-init", keep_init_func=True))
+    validate(out, tmp_path)
+    assert run(out, [], [("get", ()), ("k", ())]) == [42 + 0xDEADBEEF, 2]
+
+
+def _twice(init_both: bool) -> str:
+    second = "(call $init-b (i32.const 5))" if init_both else ""
+    return f"""(component
+      {INNER}
+      {OUTER_MODULE}
+      (instance $a (instantiate $inner (with "base" (func $base))))
+      (instance $b (instantiate $inner (with "base" (func $base))))
+      (core func $init-a (canon lower (func $a "init")))
+      (core func $init-b (canon lower (func $b "init")))
+      (core module $driver
+        (import "x" "a" (func $init-a (param i32)))
+        (import "x" "b" (func $init-b (param i32)))
+        (func (export "run") (call $init-a (i32.const 5)) {second}))
+      (core instance $x (export "a" (func $init-a)) (export "b" (func $init-b)))
+      (core instance $d (instantiate $driver (with "x" (instance $x))))
+      (func (export "wizer-initialize") (canon lift (core func $d "run")))
+      (export "get-a" (func $a "get"))
+      (export "get-b" (func $b "get"))
+      (export "pages-b" (func $b "pages")))"""
+
+
+def test_nested_component_instantiated_twice_into_the_same_state(tmp_path: Path) -> None:
+    calls: list[Call] = [("get-a", ()), ("get-b", ()), ("pages-b", ())]
+    out = assert_same_behaviour(_twice(init_both=True), calls, tmp_path)
+    assert run(out, [], calls) == [5 + 0xDEADBEEF] * 2 + [2]
+
+
+def test_nested_component_instantiated_twice_into_different_states() -> None:
+    message = (
+        r"core module 0 is instantiated more than once \(core instance 1 in component "
+        r"instance 0; core instance 1 in component instance 1\) and the instances end init "
+        r"in different states \(globals, memory\)"
+    )
+    with pytest.raises(UnsupportedModule, match=message):
+        wizen(component_of(_twice(init_both=False)), OPTS)
 
 
 def test_start_function_state_is_kept_and_start_does_not_run_again(tmp_path: Path) -> None:

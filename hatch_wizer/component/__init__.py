@@ -42,10 +42,8 @@ def wizen_component(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
         ]
         out, modules = rewrite_component(context, snapshots)
     with stage("check"):
-        for ordinal, module in modules.items():
+        for what, module in modules.items():
             runtime.runtime.validate(
-                module,
-                f"hatch-wizer produced an invalid core module (section {ordinal}; a bug, "
-                "please report it)",
+                module, f"hatch-wizer produced an invalid {what} (a bug, please report it)"
             )
     return out

@@ -11,23 +11,29 @@ offers small functions the component lifts and exports under `hatch-wizer-*` nam
 - `scan(offset, units)`: one byte per 4 KiB unit, 1 where the unit holds a non-zero byte;
 - `read(offset, length)`: a window of the memory, copied into the accessor's own scratch memory
   and lifted as a latin1 string: one memcpy-speed transfer instead of a per-element list<u8>;
-- a table's size.
+- a table's size, and `nulls(offset, count)`: one byte per slot, 1 where the slot is null.
+  Wasm cannot compare function references, so a table's state is checked, not snapshotted:
+  its size and which slots are null must be what instantiation leaves (see `TableAccess`).
 
-The additions are appended after the component's last section, so no existing index moves;
+Nested components are instrumented the same way, inside: each gets its own accessor and
+exports its lifts (and those of its own nested instances); the enclosing component aliases
+them from every instance of the nested component and exports them again under the prefix
+`i{instance}-`, so the root exports every core instance's accessors, however deep.
+
+The additions are appended after each component's last section, so no existing index moves;
 the rewrite starts again from the original sections, so none of them reach the output.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from ..binary import name, section, sleb, uleb, vector
-from ..code import _bodies, _instructions
 from ..errors import InitError, UnsupportedModule
 from ..instrument import ModuleContext, instrument_module
 from ..options import WizenOptions
-from ..parse import EXTERNREF, FUNCREF, ExternKind, Limits, Module, function_name, parse_module
+from ..parse import EXTERNREF, FUNCREF, ExternKind, Limits, Module, Table, parse_module
 from .parse import (
     Component,
     ComponentExport,
@@ -45,6 +51,7 @@ __all__ = [
     "ComponentContext",
     "InitCall",
     "ModuleAccess",
+    "TableAccess",
     "instrument_component",
 ]
 
@@ -96,6 +103,19 @@ class InitCall:
 
 
 @dataclass(frozen=True)
+class TableAccess:
+    """The accessors of one table, and which of its slots instantiation leaves null (1) or
+    not (0), when the module's own element segments say so: the table is not exported (no
+    other module's segments fill it) and every segment is constant. Otherwise None, and the
+    runtime records the slots right after instantiation instead."""
+
+    index: int  # in the module's table index space
+    size: str
+    nulls: str
+    initial: bytes | None
+
+
+@dataclass(frozen=True)
 class ModuleAccess:
     """One instantiated module: its core context and the accessor exports that reach it."""
 
@@ -105,8 +125,37 @@ class ModuleAccess:
     memory_size: dict[str, str]
     memory_scan: dict[str, str]
     memory_read: dict[str, str]
-    table_size: dict[str, str]
+    tables: dict[str, TableAccess]
     probes: dict[str, str]
+    # Component section ordinals from the root to the component that defines the module.
+    scope: tuple[int, ...] = ()
+    where: str = ""  # for messages: "core instance 3 in component instance 1"
+
+    def reexported(self, instance: int, section: int) -> ModuleAccess:
+        """This access as seen from the component enclosing the instance `instance` (of the
+        nested component in section `section`), which exports every accessor again."""
+
+        def outer(export: str) -> str:
+            return _reexport_name(instance, export)
+
+        return replace(
+            self,
+            globals={k: tuple(map(outer, v)) for k, v in self.globals.items()},
+            memory_size={k: outer(v) for k, v in self.memory_size.items()},
+            memory_scan={k: outer(v) for k, v in self.memory_scan.items()},
+            memory_read={k: outer(v) for k, v in self.memory_read.items()},
+            tables={
+                k: replace(v, size=outer(v.size), nulls=outer(v.nulls))
+                for k, v in self.tables.items()
+            },
+            probes={k: outer(v) for k, v in self.probes.items()},
+            scope=(section, *self.scope),
+            where=f"{self.where} in component instance {instance}",
+        )
+
+
+def _reexport_name(instance: int, export: str) -> str:
+    return f"{ACCESS_PREFIX}i{instance}-{export.removeprefix(ACCESS_PREFIX)}"
 
 
 @dataclass(frozen=True)
@@ -132,45 +181,50 @@ def instrument_component(wasm: bytes, options: WizenOptions) -> tuple[ComponentC
     component = parse_component(wasm)
     if options.renames:
         raise UnsupportedModule("components do not support renaming exports (--rename-func)")
+    init = parse_init_call(options.init_func)
+    drop = _init_export(component, init, options.keep_init_func)
+    out, accesses, _ = _instrument(component, options)
+    return ComponentContext(component, options, init, tuple(accesses), drop), out
+
+
+# An instrumented component: its bytes, its accesses, and the accessor names it exports.
+_Instrumented = tuple[bytes, list[ModuleAccess], list[str]]
+
+
+def _instrument(component: Component, options: WizenOptions) -> _Instrumented:
+    """One component instrumented, with its nested components: its bytes, the accesses to
+    every core instance it makes (at any depth), and the accessor names it exports."""
+    _check_reserved(component)
+    modules: dict[int, bytes] = {}
+    contexts: dict[int, ModuleContext] = {}  # by section ordinal: one per module, however
+    for instance in component.instances:  # many times it is instantiated
+        if instance.section not in contexts:
+            module = parse_module(component.module_bytes(instance.section))
+            contexts[instance.section], modules[instance.section] = instrument_module(
+                module, options, embedded=True
+            )
+    builder = _Accessor(component)
+    accesses = [builder.add(i, contexts[i.section]) for i in component.instances]
+    nested: dict[int, _Instrumented] = {}
+    for child in component.component_instances:
+        if not component.children[child.section].has_state():
+            continue
+        if child.section not in nested:
+            nested[child.section] = _instrument(component.children[child.section], options)
+        wasm, inner, exported = nested[child.section]
+        modules[child.section] = wasm
+        accesses += [a.reexported(child.index, child.section) for a in inner]
+        builder.reexport(child.index, exported)
+    return reassemble(component, modules) + builder.sections(), accesses, builder.exported()
+
+
+def _check_reserved(component: Component) -> None:
     for export in component.exports:
         if export.name.startswith(ACCESS_PREFIX):
             raise UnsupportedModule(
                 f"the component exports `{export.name}`, but names starting with "
                 f"`{ACCESS_PREFIX}` are reserved for hatch-wizer"
             )
-    modules: dict[int, bytes] = {}
-    contexts = []
-    for instance in component.instances:
-        module = parse_module(component.module_bytes(instance.section))
-        _check_table_writes(module, instance)
-        context, instrumented = instrument_module(module, options, embedded=True)
-        contexts.append((instance, context))
-        modules[instance.section] = instrumented
-    init = parse_init_call(options.init_func)
-    drop = _init_export(component, init, options.keep_init_func)
-    builder = _Accessor(component)
-    accesses = tuple(builder.add(instance, context) for instance, context in contexts)
-    out = reassemble(component, modules) + builder.sections()
-    return ComponentContext(component, options, init, accesses, drop), out
-
-
-def _check_table_writes(module: Module, instance: CoreInstance) -> None:
-    """Reject instructions that write table slots: a component's host cannot compare function
-    references, so changed slots could not be told apart (growth is caught at run time)."""
-    if not module.tables and not module.imported(ExternKind.TABLE):
-        return
-    for func, start, end in _bodies(module):
-        for offset, op, sub in _instructions(module.wasm, start, end):
-            if op == 0x26 or (op == 0xFC and sub in _TABLE_WRITES):
-                what = "table.set" if op == 0x26 else _TABLE_WRITES[sub]
-                raise UnsupportedModule(
-                    f"function {function_name(module, func)} of core module {instance.module} "
-                    f"uses `{what}` at offset {offset:#x}: table writes inside components "
-                    "cannot be snapshotted"
-                )
-
-
-_TABLE_WRITES: Final = {12: "table.init", 14: "table.copy", 17: "table.fill"}
 
 
 def _init_export(component: Component, init: InitCall, keep: bool) -> ComponentExport | None:
@@ -202,6 +256,7 @@ class _Accessor:
         self.funcs: list[tuple[int, bytes, bytes]] = []  # (core type, locals, body)
         self.lifts: list[_Lift] = []
         self.instances: list[int] = []
+        self.reexports: list[tuple[int, str]] = []  # (component instance, its export)
 
     # -- imports ------------------------------------------------------------------------------
 
@@ -263,13 +318,29 @@ class _Accessor:
             imported = self._import(c, export, "table", table.type_raw + bytes([flags, 0]))
             body = b"\xfc\x10" + uleb(imported)
             kind, ctype = (_T_I64, _C_U64) if table.limits.is64 else (_T_I32, _C_U32)
-            tables[export] = self._func(f"{tag}-t{i}-size", kind, body, ctype)
+            size = self._func(f"{tag}-t{i}-size", kind, body, ctype)
+            locals_, body = _nulls(imported, table.limits.is64)
+            nulls = self._func(
+                f"{tag}-t{i}-nulls", _T_WINDOW, body, _C_WINDOW, scratch=True, locals_=locals_
+            )
+            tables[export] = TableAccess(table.index, size, nulls, _initial_nulls(module, table))
         probes = {}
         for _, probe in (*context.data_probes, *context.elem_probes):
             lifted = f"{ACCESS_PREFIX}{tag}-{probe.removeprefix('__wizer_').replace('_', '-')}"
             self.lifts.append(_Lift(lifted, c, probe, _C_UNIT, False))
             probes[probe] = lifted
-        return ModuleAccess(instance, context, globals_, sizes, scans, reads, tables, probes)
+        where = f"core instance {c}"
+        return ModuleAccess(
+            instance, context, globals_, sizes, scans, reads, tables, probes, where=where
+        )
+
+    def reexport(self, instance: int, exports: list[str]) -> None:
+        """Export again the accessors that a nested component's instance exports."""
+        self.reexports += [(instance, export) for export in exports]
+
+    def exported(self) -> list[str]:
+        own = [lift.export for lift in self.lifts]
+        return own + [_reexport_name(i, export) for i, export in self.reexports]
 
     def _func(
         self,
@@ -310,6 +381,22 @@ class _Accessor:
         )
 
     def sections(self) -> bytes:
+        """The sections to append: the accessor and its lifts, then the re-exports."""
+        out = self._own_sections() if self.lifts else b""
+        if self.reexports:
+            func = self.counts[Sort.FUNC] + 2 * len(self.lifts)  # each lift and its export
+            aliases = [
+                b"\x01\x00" + uleb(instance) + name(export) for instance, export in self.reexports
+            ]
+            out += section(SectionId.ALIAS, vector(aliases))
+            exports = [
+                b"\x00" + name(_reexport_name(i, export)) + b"\x01" + uleb(func + k) + b"\x00"
+                for k, (i, export) in enumerate(self.reexports)
+            ]
+            out += section(SectionId.EXPORT, vector(exports))
+        return out
+
+    def _own_sections(self) -> bytes:
         counts = self.counts
         module_index = counts[Sort.CORE_MODULE]
         accessor = counts[Sort.CORE_INSTANCE]
@@ -349,6 +436,30 @@ class _Accessor:
 _SCRATCH_MARK: Final = b"\xff\xfe\xfd"
 
 
+def _initial_nulls(module: Module, table: Table) -> bytes | None:
+    """Which slots of `table` instantiation leaves null, from the module's own segments."""
+    exported = any(e.kind == ExternKind.TABLE and e.index == table.index for e in module.exports)
+    size = table.limits.minimum
+    if exported or size > _MAX_STATIC_SLOTS:
+        return None
+    init = table.init_raw
+    if init is not None and init[:1] not in (b"\xd0", b"\xd2"):  # not ref.null / ref.func
+        return None
+    nulls = bytearray(b"\x00" if init and init[0] == 0xD2 else b"\x01") * size
+    for seg in module.elements:
+        if seg.mode != "active" or seg.table != table.index:
+            continue
+        if seg.offset is None or seg.items is None:
+            return None
+        for slot, func in enumerate(seg.items[: max(size - seg.offset, 0)], seg.offset):
+            nulls[slot] = func is None
+    return bytes(nulls)
+
+
+# Tables larger than this are compared with their state at instantiation instead.
+_MAX_STATIC_SLOTS: Final = 1 << 24
+
+
 def _any_size(limits: Limits) -> bytes:
     """An import type every instance of this memory matches: same kind, no bounds."""
     flags = limits.flags & 0x0C  # keep memory64 and custom page size
@@ -386,6 +497,21 @@ def _read(memory: int, is64: bool) -> bytes:
     src = b"\x20\x00" + (b"" if is64 else b"\xa7")  # i32.wrap_i64
     copy = b"\xfc\x0a" + _SCRATCH_MARK + uleb(memory)
     return b"\x41" + uleb(_HEADER) + src + b"\x20\x01" + copy + _result(b"\x20\x01")
+
+
+def _nulls(table: int, is64: bool) -> tuple[bytes, bytes]:
+    """Locals and body: scratch[16 + u] = ref.is_null(table[offset + u]) for each slot u."""
+    # Locals: 0 offset (i64), 1 count (i32), 2 u (i32).
+    index = b"\x20\x00" + (b"\x20\x02\xad\x7c" if is64 else b"\xa7\x20\x02\x6a")
+    body = (
+        b"\x02\x40\x03\x40"  # block, loop
+        + b"\x20\x02\x20\x01\x4f\x0d\x01"  # u >= count: br_if out
+        + b"\x20\x02" + index + b"\x25" + uleb(table) + b"\xd1"  # table.get, ref.is_null
+        + b"\x3a" + _memarg(None, 0, _HEADER)  # i32.store8 scratch[16 + u]
+        + b"\x20\x02\x41\x01\x6a\x21\x02\x0c\x00"  # u += 1; br loop
+        + b"\x0b\x0b"
+    )  # fmt: skip
+    return b"\x01\x01\x7f", body + _result(b"\x20\x01")
 
 
 def _scan(memory: int, is64: bool) -> tuple[bytes, bytes]:

@@ -1,9 +1,11 @@
 """Parse a WebAssembly component into its sections, index-space counts and core instances.
 
 Only what pre-initialization needs is decoded: which core modules are instantiated (and as
-which core instance), how many items each index space holds (so that new definitions can be
-appended), the component's exports, and every place a component function index appears (so
-that removing an export can renumber them). Everything else stays raw bytes. Spec:
+which core instance), which nested components are instantiated (each parsed the same way, so
+state anywhere in the tree is found), how many items each index space holds (so that new
+definitions can be appended), the component's exports, and every place a component function
+index appears (so that removing an export can renumber them). Everything else stays raw bytes.
+Spec:
 https://github.com/WebAssembly/component-model/blob/main/design/mvp/Binary.md
 """
 
@@ -21,6 +23,7 @@ from ..parse import MAGIC, is_component
 __all__ = [
     "Component",
     "ComponentExport",
+    "ComponentInstance",
     "CoreInstance",
     "Sort",
     "parse_component",
@@ -102,6 +105,15 @@ class ComponentExport:
     position: int  # ordinal within that section
 
 
+@dataclass(frozen=True)
+class ComponentInstance:
+    """A component instance made by instantiating a component defined in this component."""
+
+    index: int  # in the component instance index space
+    component: int  # in the component index space
+    section: int  # ordinal of the component section holding the nested component
+
+
 @dataclass
 class Component:
     wasm: bytes
@@ -112,6 +124,12 @@ class Component:
     exports: list[ComponentExport]
     # Component function index -> the function it aliases, for functions made by exports.
     export_aliases: dict[int, int] = field(default_factory=dict)
+    # Nested components by section ordinal, and the instances made of them here.
+    children: dict[int, Component] = field(default_factory=dict)
+    component_instances: list[ComponentInstance] = field(default_factory=list)
+    # Component index -> where it comes from: a section ordinal (defined here), or the
+    # component an outer alias names, or a description of an import or export alias.
+    component_origins: dict[int, int | Component | str] = field(default_factory=dict)
 
     def module_bytes(self, section: int) -> bytes:
         sec = self.sections[section]
@@ -120,8 +138,15 @@ class Component:
     def export(self, name: str) -> ComponentExport | None:
         return next((e for e in self.exports if e.name == name), None)
 
+    def has_state(self) -> bool:
+        """Whether instantiating this component instantiates core modules, at any depth."""
+        return bool(self.instances) or any(
+            self.children[i.section].has_state() for i in self.component_instances
+        )
 
-def parse_component(wasm: bytes) -> Component:
+
+def parse_component(wasm: bytes, outer: tuple[Component, ...] = ()) -> Component:
+    """Parse `wasm`; `outer` holds the enclosing components, innermost last (for aliases)."""
     if wasm[:4] != MAGIC:
         raise InvalidModule("not a WebAssembly component (the file does not start with \\0asm)")
     if not is_component(wasm):
@@ -131,10 +156,9 @@ def parse_component(wasm: bytes) -> Component:
             f"unsupported component binary version {wasm[4:6].hex(' ')} (expected 0d 00)"
         )
     component = Component(wasm, _split(wasm, 8, len(wasm)), dict.fromkeys(Sort, 0), {}, [], [])
-    instantiated: dict[int, int] = {}
     module_kinds: dict[int, str] = {}
     for ordinal, sec in enumerate(component.sections):
-        _read_section(component, ordinal, sec, instantiated, module_kinds)
+        _read_section(component, ordinal, sec, module_kinds, outer)
     return component
 
 
@@ -154,7 +178,7 @@ def _split(wasm: bytes, pos: int, end: int) -> list[Section]:
 
 
 def _read_section(
-    c: Component, ordinal: int, sec: Section, instantiated: dict[int, int], kinds: dict[int, str]
+    c: Component, ordinal: int, sec: Section, kinds: dict[int, str], outer: tuple[Component, ...]
 ) -> None:
     buf = c.wasm
     counts = c.counts
@@ -168,7 +192,8 @@ def _read_section(
         counts[Sort.CORE_MODULE] += 1
         return
     if sid == SectionId.COMPONENT:
-        _check_nested(buf, sec, counts[Sort.COMPONENT])
+        c.children[ordinal] = parse_component(buf[sec.payload_start : sec.end], (*outer, c))
+        c.component_origins[counts[Sort.COMPONENT]] = ordinal
         counts[Sort.COMPONENT] += 1
         return
     if sid == SectionId.START:
@@ -179,17 +204,21 @@ def _read_section(
     for position in range(count):
         at = pos
         if sid == SectionId.CORE_INSTANCE:
-            pos = _core_instance(c, buf, pos, instantiated, kinds)
+            pos = _core_instance(c, buf, pos, kinds)
         elif sid == SectionId.CORE_TYPE:
             pos = _skip_core_type(buf, pos)
             counts[Sort.CORE_TYPE] += 1
         elif sid == SectionId.INSTANCE:
+            if buf[pos] == 0x00:
+                _component_instance(c, read_uleb(buf, pos + 1)[0])
             pos = _instance(buf, pos, None)[1]
             counts[Sort.INSTANCE] += 1
         elif sid == SectionId.ALIAS:
-            sort, pos, outer = _alias(buf, pos)
+            sort, target, pos = _alias(buf, pos)
             if sort == Sort.CORE_MODULE:
-                kinds[counts[sort]] = "an outer alias" if outer else "an alias"
+                kinds[counts[sort]] = "an alias" if target is None else "an outer alias"
+            elif sort == Sort.COMPONENT:
+                c.component_origins[counts[sort]] = _aliased_component(target, outer)
             counts[sort] += 1
         elif sid == SectionId.TYPE:
             pos = _skip_type(buf, pos)
@@ -202,6 +231,8 @@ def _read_section(
             sort, pos = _extern_type(buf, pos)
             if sort == Sort.CORE_MODULE:
                 kinds[counts[sort]] = "an import"
+            elif sort == Sort.COMPONENT:
+                c.component_origins[counts[sort]] = "an import"
             counts[sort] += 1
         elif sid == SectionId.EXPORT:
             name, pos = _extern_name(buf, pos)
@@ -221,9 +252,7 @@ def _read_section(
         raise InvalidModule(f"section size mismatch in component section {sid} at {pos:#x}")
 
 
-def _core_instance(
-    c: Component, buf: bytes, pos: int, instantiated: dict[int, int], kinds: dict[int, str]
-) -> int:
+def _core_instance(c: Component, buf: bytes, pos: int, kinds: dict[int, str]) -> int:
     index = c.counts[Sort.CORE_INSTANCE]
     c.counts[Sort.CORE_INSTANCE] += 1
     kind, pos = read_byte(buf, pos)
@@ -239,12 +268,6 @@ def _core_instance(
                 f"{kinds.get(module, 'unknown')} rather than defined in the component: "
                 "its code cannot be rewritten"
             )
-        if module in instantiated:
-            raise UnsupportedModule(
-                f"core module {module} is instantiated more than once (core instances "
-                f"{instantiated[module]} and {index}); each module's state must have one owner"
-            )
-        instantiated[module] = index
         c.instances.append(CoreInstance(index, module, c.module_sections[module]))
         return pos
     if kind == 0x01:
@@ -256,31 +279,41 @@ def _core_instance(
     raise InvalidModule(f"unknown core instance kind {kind:#x} at {pos - 1:#x}")
 
 
-def _check_nested(buf: bytes, sec: Section, index: int) -> None:
-    """Nested components may hold types and adapters, but no core instances of modules: their
-    state would live in an instance that the outer component cannot reach."""
-    inner = buf[sec.payload_start : sec.end]
-    for s in _split(inner, 8, len(inner)):
-        if s.id == SectionId.CORE_INSTANCE:
-            count, pos = read_uleb(inner, s.payload_start)
-            for _ in range(count):
-                if inner[pos] == 0x00:
-                    raise UnsupportedModule(
-                        f"nested component {index} instantiates core modules; state inside "
-                        "nested components is not supported yet"
-                    )
-                pos = _skip_core_instance(inner, pos)
-        elif s.id == SectionId.COMPONENT:
-            _check_nested(inner, s, index)
+def _component_instance(c: Component, component: int) -> None:
+    """Record an instance of a nested component; one whose modules live somewhere the
+    rewrite cannot reach is an error."""
+    index = c.counts[Sort.INSTANCE]
+    origin = c.component_origins.get(component, "unknown")
+    if isinstance(origin, int):
+        c.component_instances.append(ComponentInstance(index, component, origin))
+    elif isinstance(origin, Component):
+        if origin.has_state():
+            raise UnsupportedModule(
+                f"component instance {index} instantiates component {component}, an outer "
+                "alias of a component that instantiates core modules: their state cannot be "
+                "written back through an alias"
+            )
+    else:
+        raise UnsupportedModule(
+            f"component instance {index} instantiates component {component}, which is "
+            f"{origin} rather than defined in the component: its state cannot be snapshotted"
+        )
 
 
-def _skip_core_instance(buf: bytes, pos: int) -> int:
-    """Skip a core instance made from inline exports (kind 0x01)."""
-    count, pos = read_uleb(buf, pos + 1)
-    for _ in range(count):
-        _, pos = read_name(buf, pos)
-        pos = read_uleb(buf, pos + 1)[1]
-    return pos
+def _aliased_component(
+    target: tuple[int, int] | None, outer: tuple[Component, ...]
+) -> Component | str:
+    """The component an outer alias names, if it is defined in an enclosing component."""
+    if target is None:
+        return "an alias of an instance export"
+    count, index = target
+    if count == 0 or count > len(outer):
+        return "an outer alias"
+    enclosing = outer[-count]
+    origin = enclosing.component_origins.get(index)
+    if isinstance(origin, int):
+        return enclosing.children[origin]
+    return origin if origin is not None else "an outer alias"
 
 
 # --- names, sorts, types -----------------------------------------------------------------------
@@ -336,17 +369,19 @@ def _extern_type(buf: bytes, pos: int) -> tuple[Sort, int]:
     raise InvalidModule(f"unknown extern type {kind:#x} at {pos - 1:#x}")
 
 
-def _alias(buf: bytes, pos: int) -> tuple[Sort, int, bool]:
+def _alias(buf: bytes, pos: int) -> tuple[Sort, tuple[int, int] | None, int]:
+    """An alias's sort, its (outer count, index) for an outer alias (None for an export
+    alias), and the position after it."""
     sort, pos = _sort(buf, pos)
     target, pos = read_byte(buf, pos)
     if target in (0x00, 0x01):
         _, pos = read_uleb(buf, pos)
         _, pos = read_name(buf, pos)
-        return sort, pos, False
+        return sort, None, pos
     if target == 0x02:
-        _, pos = read_uleb(buf, pos)
-        _, pos = read_uleb(buf, pos)
-        return sort, pos, True
+        count, pos = read_uleb(buf, pos)
+        index, pos = read_uleb(buf, pos)
+        return sort, (count, index), pos
     raise InvalidModule(f"unknown alias target {target:#x} at {pos - 1:#x}")
 
 
@@ -438,7 +473,7 @@ def _skip_decl(buf: bytes, pos: int) -> int:
     if kind == 0x01:
         return _skip_type(buf, pos)
     if kind == 0x02:
-        return _alias(buf, pos)[1]
+        return _alias(buf, pos)[2]
     if kind in (0x03, 0x04):  # import, export
         _, pos = _extern_name(buf, pos)
         return _extern_type(buf, pos)[1]

@@ -3,13 +3,19 @@
 The engine, the init deadline and the mapping of wasmtime errors come from the core runtime;
 this module adds the component linker (WASI preview 2), the init call in WAVE syntax, and an
 `InstanceState` per core module that answers through the `hatch-wizer-*` exports.
+
+Tables are checked rather than snapshotted (neither Wasm nor the component API can tell which
+function a slot holds): after init each must have the size and the null slots it had when
+instantiation left it, as the module's own element segments say or, for a table other modules
+may fill, as read right after instantiation. A write of one function over another escapes
+this check; every change in size or null-ness is an error naming the slot.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import wasmtime
@@ -19,7 +25,7 @@ from ..errors import ConfigError, InitError, InvalidModule, UnsupportedModule
 from ..options import WizenOptions
 from ..runtime import Runtime, _message, _wasi_config
 from ..snapshot import TableState
-from .instrument import CHUNK, SCAN_UNIT, ComponentContext, InitCall, ModuleAccess
+from .instrument import CHUNK, SCAN_UNIT, ComponentContext, InitCall, ModuleAccess, TableAccess
 from .wave import parse_args
 
 __all__ = ["AccessorState", "ComponentRuntime", "Session"]
@@ -34,7 +40,9 @@ class Session:
     store: wasmtime.Store
     instance: wc.Instance
     runtime: Runtime
-    results: Any
+    results: Any = None
+    # Null flags of the tables without a static initial state, right after instantiation.
+    table_baselines: dict[str, bytes] = field(default_factory=dict)
 
 
 class ComponentRuntime:
@@ -73,12 +81,18 @@ class ComponentRuntime:
             instance = run(
                 "instantiating the component", lambda: linker.instantiate(store, component)
             )
+            session = Session(store, instance, self.runtime)
+            for access in context.modules:
+                reader = AccessorState(session, access)
+                for table in access.tables.values():
+                    if table.initial is None:
+                        session.table_baselines[table.nulls] = reader.table_nulls(table)
             func = _find_func(store, instance, context.init)
             args = _arguments(store, func, context.init)
             what = f"`{context.init.text}`"
-            results = run(what, lambda: func(store, *args))
+            session.results = run(what, lambda: func(store, *args))
             run(what, lambda: func.post_return(store))
-        return Session(store, instance, self.runtime, results)
+        return session
 
     def _stub_imports(
         self, linker: wc.Linker, component: wc.Component, wanted: Callable[[str], bool]
@@ -155,7 +169,7 @@ class AccessorState:
         self.session = session
         self.access = access
         self.images: dict[str, bytearray] = {}
-        self.where = f"core instance {access.instance.index}"
+        self.where = access.where
 
     def _call(self, export: str, *args: Any) -> Any:
         session = self.session
@@ -210,16 +224,36 @@ class AccessorState:
             length = min(CHUNK, end - offset)
             image[offset : offset + length] = self._call(read, offset, length).encode("latin-1")
 
+    def table_nulls(self, table: TableAccess) -> bytes:
+        """One byte per slot of the table's current contents, 1 where the slot is null."""
+        size = int(self._call(table.size))
+        parts = []
+        for offset in range(0, size, CHUNK):
+            count = min(CHUNK, size - offset)
+            parts.append(self._call(table.nulls, offset, count).encode("latin-1"))
+        return b"".join(parts)
+
     def table(self, name: str) -> TableState:
-        ordinal = int(name.rsplit("_", 1)[1])
-        table = self.access.context.module.tables[ordinal]
-        size = int(self._call(self.access.table_size[name]))
-        if size != table.limits.minimum:
+        table = self.access.tables[name]
+        before = table.initial
+        if before is None:
+            before = self.session.table_baselines[table.nulls]
+        after = self.table_nulls(table)
+        where = f"table {table.index} of {self.where}"
+        if len(after) != len(before):
             raise UnsupportedModule(
-                f"table {table.index} of {self.where} grew from {table.limits.minimum} to "
-                f"{size} entries during init; tables inside components cannot be snapshotted"
+                f"{where} grew from {len(before)} to {len(after)} entries during init; "
+                "tables inside components cannot be snapshotted"
             )
-        return TableState(size, {})
+        if after != before:
+            slot = next(i for i, (a, b) in enumerate(zip(before, after)) if a != b)
+            changed = sum(a != b for a, b in zip(before, after))
+            raise UnsupportedModule(
+                f"{where}: slot {slot} was {'filled' if before[slot] else 'cleared'} by init "
+                f"or a start function ({changed} of {len(after)} slots changed); table "
+                "writes inside components cannot be snapshotted"
+            )
+        return TableState(len(after), {})
 
     def segment_dropped(self, probe: str) -> bool:
         session = self.session
