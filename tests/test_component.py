@@ -13,7 +13,13 @@ import wasmtime
 from wasmtime import component as wc
 
 from hatch_wizer import WizenOptions, wizen
-from hatch_wizer.errors import ConfigError, InitError, UnsupportedModule, WizerError
+from hatch_wizer.errors import (
+    ConfigError,
+    InitError,
+    InvalidModule,
+    UnsupportedModule,
+    WizerError,
+)
 from hatch_wizer.parse import is_component
 
 DATA = Path(__file__).parent / "data" / "components"
@@ -660,6 +666,32 @@ def test_start_function_state_is_kept_and_start_does_not_run_again(tmp_path: Pat
       (func (export "get") (result u32) (canon lift (core func $x "get"))))"""
     out = assert_same_behaviour(wat, [("get", ())], tmp_path)
     assert run(out, [], [("get", ())]) == [10]
+
+
+def test_check_stage_validates_the_whole_component(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A module that is valid on its own but lost an export the component aliases (the Rust
+    # Wizer's wt#13168) must fail the check stage, not reach the output.
+    from hatch_wizer.assemble import assemble
+    from hatch_wizer.component import rewrite as component_rewrite
+    from hatch_wizer.parse import SectionId, parse_module
+
+    real = component_rewrite.rewrite
+
+    def without_exports(context: Any, snap: Any) -> bytes:
+        return assemble(parse_module(real(context, snap)), {SectionId.EXPORT: None})
+
+    monkeypatch.setattr(component_rewrite, "rewrite", without_exports)
+    with pytest.raises(InvalidModule, match=r"produced an invalid component \(a bug.*export"):
+        wizen(component_of(GLOBALS), OPTS)
+
+
+def test_stand_ins_keep_every_module_type(tmp_path: Path) -> None:
+    from hatch_wizer.component.check import stand_in_component
+
+    for wasm in (component_of(SHARED), component_of(TABLES), (DATA / "lookup.wasm").read_bytes()):
+        stand_in = stand_in_component(wasm)
+        assert len(stand_in) < len(wasm)
+        validate(stand_in, tmp_path)
 
 
 def test_real_toolchain_fixture(tmp_path: Path) -> None:

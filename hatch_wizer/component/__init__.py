@@ -21,6 +21,7 @@ class Stages(Protocol):
 def wizen_component(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
     """Run the component's init call and return a component that starts in the result."""
     from ..snapshot import take_snapshot
+    from .check import stand_in_component
     from .instrument import instrument_component
     from .rewrite import rewrite_component
     from .runtime import AccessorState, ComponentRuntime
@@ -46,4 +47,5 @@ def wizen_component(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
             runtime.runtime.validate(
                 module, f"hatch-wizer produced an invalid {what} (a bug, please report it)"
             )
+        runtime.check(stand_in_component(out))
     return out

@@ -23,7 +23,7 @@ from wasmtime import component as wc
 
 from ..errors import ConfigError, InitError, InvalidModule, UnsupportedModule
 from ..options import WizenOptions
-from ..runtime import Runtime, _message, _wasi_config
+from ..runtime import Runtime, _config, _message, _wasi_config
 from ..snapshot import TableState
 from .instrument import CHUNK, SCAN_UNIT, ComponentContext, InitCall, ModuleAccess, TableAccess
 from .wave import parse_args
@@ -61,6 +61,19 @@ class ComponentRuntime:
             return wc.Component(self.engine, wasm)
         except wasmtime.WasmtimeError as e:
             raise InvalidModule(f"failed to compile the component: {_message(e)}") from None
+
+    def check(self, wasm: bytes) -> None:
+        """Compile `wasm` (a stand-in, see `check.py`) only to validate it: unoptimized, not
+        cached, with the features the options allow."""
+        config = _config(self.options.features, cache=False, interruptible=False)
+        config.cranelift_opt_level = "none"
+        try:
+            wc.Component(wasmtime.Engine(config), wasm)
+        except wasmtime.WasmtimeError as e:
+            raise InvalidModule(
+                f"hatch-wizer produced an invalid component (a bug, please report it): "
+                f"{_message(e)}"
+            ) from None
 
     def initialize(self, context: ComponentContext, component: wc.Component) -> Session:
         """Instantiate (core start functions run here, in the component's order) and make the
