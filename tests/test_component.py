@@ -704,6 +704,36 @@ def test_real_toolchain_fixture(tmp_path: Path) -> None:
     assert export_names(out) == ["is-prime", "count-below", "inits"]
 
 
+def _nesting(inner: bytes, instances: int, exports: list[str]) -> bytes:
+    """A component that holds `inner` as a nested component, instantiates it `instances`
+    times, and exports the first instance's `exports` under their own names."""
+    from hatch_wizer.binary import name, section, uleb, vector
+
+    instantiate = [b"\x00\x00\x00"] * instances  # component 0, no arguments
+    aliases = [b"\x01\x00\x00" + name(n) for n in exports]  # func, export of instance 0
+    out = [inner[:8], section(4, inner), section(5, vector(instantiate))]
+    out.append(section(6, vector(aliases)))
+    out.append(
+        section(
+            11,
+            vector(
+                [b"\x00" + name(n) + b"\x01" + uleb(i) + b"\x00" for i, n in enumerate(exports)]
+            ),
+        )
+    )
+    return b"".join(out)
+
+
+def test_real_toolchain_component_nested(tmp_path: Path) -> None:
+    exports = ["wizer-initialize", "is-prime", "count-below", "inits"]
+    wasm = _nesting((DATA / "lookup.wasm").read_bytes(), 1, exports)
+    calls: list[Call] = [("count-below", (1 << 20,)), ("is-prime", (1000003,)), ("inits", ())]
+    out = assert_same_behaviour(wasm, calls, tmp_path)
+    assert run(out, [], calls) == [82025, True, 1]
+    with pytest.raises(UnsupportedModule, match="core module 0 is instantiated more than once"):
+        wizen(_nesting((DATA / "lookup.wasm").read_bytes(), 2, exports), OPTS)
+
+
 def test_cli_takes_a_component_and_a_wave_call(tmp_path: Path) -> None:
     from hatch_wizer.cli import main
 

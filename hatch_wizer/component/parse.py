@@ -245,6 +245,8 @@ def _read_section(
             c.exports.append(ComponentExport(name, sort, index, new_index, ordinal, position))
             if sort == Sort.FUNC:
                 c.export_aliases[new_index] = c.export_aliases.get(index, index)
+            elif sort == Sort.COMPONENT:  # the export names the same component again
+                c.component_origins[new_index] = c.component_origins.get(index, "unknown")
             counts[sort] += 1
         if pos <= at:  # pragma: no cover - every reader consumes bytes
             raise InvalidModule(f"malformed component section {sid} at {at:#x}")
