@@ -178,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
         "--no-cache",
         dest="cache",
         action="store_false",
-        help="do not use wasmtime's compilation cache",
+        help="run init even if an earlier result could be reused; no compilation cache",
     )
     p.add_argument(
         "--compiler",

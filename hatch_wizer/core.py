@@ -65,7 +65,8 @@ def _wizen(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
     runtime = Runtime(options)
     with stage("validate"):
         runtime.validate(bytes(wasm))
-        context, instrumented = instrument_module(parse_module(bytes(wasm)), options)
+        module = parse_module(bytes(wasm))
+        context, instrumented = instrument_module(module, options, export_globals=False)
     for note in context.notes:
         stage.say(note)
     with stage("compile"):

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Final
 
 from .instrument import ModuleContext
-from .snapshot import InstanceState
+from .snapshot import InstanceState, read_globals
 
 __all__ = ["describe", "differences"]
 
@@ -27,11 +27,8 @@ _DIFFERENT: Final = re.compile(rb"[^\x00]+")
 def differences(context: ModuleContext, a: InstanceState, b: InstanceState) -> list[str]:
     """Everything that differs between two instances after init, as `global N`,
     `memory M [start, end)`, `table T slot S` and size notes; empty when they agree."""
-    out = [
-        f"global {index}"
-        for index, valtype, name in context.globals
-        if a.global_value(name, valtype) != b.global_value(name, valtype)
-    ]
+    globals_a, globals_b = read_globals(context, a), read_globals(context, b)
+    out = [f"global {index}" for index in globals_a if globals_a[index] != globals_b[index]]
     first = context.module.imported_memories
     for ordinal, name in enumerate(context.memories):
         out += _memory(first + ordinal, a.memory(name), b.memory(name))

@@ -48,7 +48,8 @@ class ModuleContext:
     options: WizenOptions
     init_func: str
     call_initialize: bool  # a reactor's `_initialize` runs before the init func
-    globals: tuple[tuple[int, str, str], ...]  # (global index, valtype, export name)
+    # (global index, valtype, export name); the name is empty where the dump alone reads it.
+    globals: tuple[tuple[int, str, str], ...]
     memories: tuple[str, ...]  # export names by defined-memory ordinal
     tables: tuple[str, ...]  # export names by defined-table ordinal
     start: str | None
@@ -73,7 +74,7 @@ def instrument(wasm: bytes, options: WizenOptions | None = None) -> tuple[Module
 
 
 def instrument_module(
-    module: Module, options: WizenOptions, *, embedded: bool = False
+    module: Module, options: WizenOptions, *, embedded: bool = False, export_globals: bool = True
 ) -> tuple[ModuleContext, bytes]:
     """Instrument `module`; `embedded` for a core module of a component, whose init is the
     component's: imported state belongs to the instance that defines it, the start function
@@ -91,11 +92,18 @@ def instrument_module(
     call_initialize = not embedded and _exports_func(module, INITIALIZE) and init_func != INITIALIZE
 
     add = _Additions(module)
-    globals_ = tuple(
-        (g.index, g.valtype, add.export(f"global_{g.index}", ExternKind.GLOBAL, g.index))
-        for g in module.globals
-        if g.mutable
-    )
+    # Added helpers write to a scratch memory; besides a module's own memories it takes the
+    # multi-memory proposal.
+    helpers = not embedded and (not module.memories or options.features.multi_memory)
+    mutable = [g for g in module.globals if g.mutable]
+    dumped = [(g.index, g.valtype) for g in mutable if helpers and g.valtype in DUMPABLE]
+    # The dump reads these in one call; exports, one per global, are for other runtimes.
+    unexported = set() if export_globals else {index for index, _ in dumped}
+    globals_ = []
+    for g in mutable:
+        export = g.index not in unexported
+        name = add.export(f"global_{g.index}", ExternKind.GLOBAL, g.index) if export else ""
+        globals_.append((g.index, g.valtype, name))
     first_memory = module.imported(ExternKind.MEMORY)
     memories = tuple(
         add.export(f"memory_{i}", ExternKind.MEMORY, first_memory + i)
@@ -121,14 +129,7 @@ def instrument_module(
     scanners: tuple[str, ...] = ()
     encoders: tuple[str, ...] = ()
     scratch = globals_dump = None
-    dumped = [(index, valtype) for index, valtype, _ in globals_ if valtype in DUMPABLE]
-    # A scratch memory for the added helpers; besides a module's own memories it takes the
-    # multi-memory proposal.
-    if (
-        not embedded
-        and (module.memories or dumped)
-        and (not module.memories or options.features.multi_memory)
-    ):
+    if helpers and (module.memories or dumped):
         scratch_index = first_memory + len(module.memories)
         scratch = add.export("scratch", ExternKind.MEMORY, scratch_index)
         add.memory = True
@@ -150,7 +151,7 @@ def instrument_module(
         options=options,
         init_func=init_func,
         call_initialize=call_initialize,
-        globals=globals_,
+        globals=tuple(globals_),
         memories=memories,
         tables=tables,
         start=start,

@@ -81,7 +81,8 @@ class WizenOptions:
     reproducible: bool = False
     # Run init twice and fail unless both runs leave the same state.
     check_determinism: bool = False
-    # Use wasmtime's on-disk compilation cache (a per-user cache directory).
+    # Reuse an earlier result for the same input and options (cache.py), and wasmtime's
+    # compiled code (both in per-user cache directories).
     cache: bool = True
     # The compiler for the init run: "auto" takes Winch (fast to compile) where it supports
     # the module, else Cranelift; or force "cranelift" or "winch".

@@ -416,6 +416,10 @@ def skip_number(buf: bytes, op: int, pos: int) -> int:
 
 def read_const_expr(buf: bytes, pos: int, refs: list[int] | None = None) -> int:
     """Skip a constant expression up to and including its `end`; collect ref.func targets."""
+    if pos < len(buf) and 0x41 <= buf[pos] <= 0x44:  # the usual `<number>.const N end` first
+        end = skip_number(buf, buf[pos], pos + 1)
+        if end < len(buf) and buf[end] == 0x0B:
+            return end + 1
     while True:
         start = pos
         op, pos = read_byte(buf, pos)
@@ -474,6 +478,7 @@ def _read_import(p: _Parsed, buf: bytes, pos: int) -> int:
     elif kind == ExternKind.TABLE:
         _, _, pos = _read_table_type(buf, pos)
         p.imports.append(Import(module, name, ExternKind.TABLE))
+        p.imported_tables += 1
     elif kind == ExternKind.MEMORY:
         _, pos = read_limits(buf, pos)
         p.imports.append(Import(module, name, ExternKind.MEMORY))
@@ -481,6 +486,7 @@ def _read_import(p: _Parsed, buf: bytes, pos: int) -> int:
         _, pos = read_valtype(buf, pos)
         pos += 1
         p.imports.append(Import(module, name, ExternKind.GLOBAL))
+        p.imported_globals += 1
     elif kind == ExternKind.TAG:
         pos += 1  # attribute: always 0 (exception)
         type_index, pos = read_uleb(buf, pos)
@@ -510,7 +516,7 @@ def _read_table(p: _Parsed, buf: bytes, pos: int) -> int:
         init_start = pos
         pos = read_const_expr(buf, pos)
         init_raw = buf[init_start:pos]
-    index = sum(1 for i in p.imports if i.kind == ExternKind.TABLE) + len(p.tables)
+    index = p.imported_tables + len(p.tables)
     p.tables.append(Table(index, elem_type, limits, buf[type_start:type_end], init_raw))
     return pos
 
@@ -526,7 +532,7 @@ def _read_global(p: _Parsed, buf: bytes, pos: int) -> int:
     valtype, type_end = read_valtype(buf, pos)
     mutable, pos = read_byte(buf, type_end)
     pos = read_const_expr(buf, pos, p.global_refs)
-    index = sum(1 for i in p.imports if i.kind == ExternKind.GLOBAL) + len(p.globals)
+    index = p.imported_globals + len(p.globals)
     p.globals.append(Global(index, valtype, bool(mutable), buf[start:pos], buf[start:type_end]))
     return pos
 

@@ -11,7 +11,15 @@ from .instrument import ModuleContext
 from .layout import encode_segments, find_runs, lay_out
 from .scanner import DUMPABLE
 
-__all__ = ["MAX_DATA_BYTES", "InstanceState", "Ref", "Snapshot", "TableState", "take_snapshot"]
+__all__ = [
+    "MAX_DATA_BYTES",
+    "InstanceState",
+    "Ref",
+    "Snapshot",
+    "TableState",
+    "read_globals",
+    "take_snapshot",
+]
 
 # Web engines refuse modules over 1 GiB (V8's limit, shared by others); a bigger snapshot also
 # could not be built without holding several copies of it in memory.
@@ -62,8 +70,9 @@ class Snapshot:
     dropped_elems: frozenset[int]
 
 
-def take_snapshot(context: ModuleContext, state: InstanceState) -> Snapshot:
-    module = context.module
+def read_globals(context: ModuleContext, state: InstanceState) -> dict[int, int | None]:
+    """Every mutable global's raw bits (or Ref): the numeric ones in one call of the added
+    dump where the runtime offers it, the rest through their exports."""
     globals_: dict[int, int | None] = {}
     if context.globals_dump and hasattr(state, "dumped_globals"):
         dumpable = [
@@ -73,6 +82,12 @@ def take_snapshot(context: ModuleContext, state: InstanceState) -> Snapshot:
     for index, valtype, name in context.globals:
         if index not in globals_:
             globals_[index] = state.global_value(name, valtype)
+    return globals_
+
+
+def take_snapshot(context: ModuleContext, state: InstanceState) -> Snapshot:
+    module = context.module
+    globals_ = read_globals(context, state)
     tables = tuple(state.table(name) for name in context.tables)
 
     limit = context.options.max_data_segments - len(module.data)
