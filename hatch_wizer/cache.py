@@ -15,6 +15,8 @@ import functools
 import hashlib
 import json
 import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -81,17 +83,28 @@ class ResultCache:
         return cls(_default_root())
 
     def load(self, key: str) -> bytes | None:
+        for thread in threading.enumerate():
+            if thread.name == _writer_name(key):
+                thread.join()  # this very entry is being written
         path = self._path(key)
         try:
             data = path.read_bytes()
-            os.utime(path)  # recently used: evicted last
+            _touch(path)  # recently used: evicted last
         except OSError:
             return None
         return data
 
-    def store(self, key: str, data: bytes) -> None:
+    def store(self, key: str, data: bytes) -> threading.Thread:
+        """Write the entry on a thread of its own: the caller writes its output meanwhile
+        (file writes release the GIL), and the interpreter waits for it before exiting."""
+        thread = threading.Thread(target=self._write, args=(key, data), name=_writer_name(key))
+        thread.start()
+        return thread
+
+    def _write(self, key: str, data: bytes) -> None:
         with contextlib.suppress(OSError):
             write_atomically(self._path(key), data)
+            _touch(self._path(key))
             self._evict()
 
     def _path(self, key: str) -> Path:
@@ -100,11 +113,21 @@ class ResultCache:
     def _evict(self) -> None:
         entries = [(p.stat(), p) for p in (self.root / "results").glob("*.wasm")]
         total = sum(st.st_size for st, _ in entries)
-        for st, path in sorted(entries, key=lambda e: e[0].st_mtime):
+        for st, path in sorted(entries, key=lambda e: e[0].st_mtime_ns):
             if total <= SIZE_LIMIT:
                 break
             path.unlink(missing_ok=True)
             total -= st.st_size
+
+
+def _touch(path: Path) -> None:
+    # File systems stamp writes with a coarse clock (a few ms), too coarse to order uses by.
+    now = time.time_ns()
+    os.utime(path, ns=(now, now))
+
+
+def _writer_name(key: str) -> str:
+    return f"hatch-wizer cache write {key}"
 
 
 def _default_root() -> Path:

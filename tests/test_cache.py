@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -95,15 +96,23 @@ def test_an_unusable_cache_directory_is_a_miss_not_an_error(
     assert ran_init(lines)
 
 
+def finish_cache_writes() -> None:
+    for thread in threading.enumerate():
+        if thread.name.startswith("hatch-wizer cache write"):
+            thread.join()
+
+
 def test_least_recently_used_results_go_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HATCH_WIZER_CACHE_DIR", str(tmp_path))
     sizes = [len(wizen(wasm_of(WAT.replace("42", str(n))))) for n in range(3)]
+    finish_cache_writes()
     assert len(list((tmp_path / "results").glob("*.wasm"))) == 3
     monkeypatch.setattr(cache, "SIZE_LIMIT", sum(sizes) - 1)
     wizen(wasm_of(WAT.replace("42", "0")))  # a hit makes the first the most recently used
     wizen(wasm_of(WAT.replace("42", "3")))
+    finish_cache_writes()
     assert len(list((tmp_path / "results").glob("*.wasm"))) == 2
     _, lines = wizen_logged(wasm_of(WAT.replace("42", "0")), WizenOptions())
     assert not ran_init(lines)
