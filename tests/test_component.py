@@ -484,11 +484,8 @@ def test_tables_filled_at_instantiation_and_unchanged_by_init_are_kept(tmp_path:
 @pytest.mark.parametrize(
     ("init", "message"),
     [
-        (
-            "set",
-            r"table 0 of core instance 0: slot 0 was filled by init or a start function \(1 of 3 slots changed\)",
-        ),
-        ("clear", "table 1 of core instance 0: slot 1 was cleared"),
+        ("set", r"function 2 of core instance 0 ran `table\.set` on table 0 \(offset 0x"),
+        ("clear", r"function 3 of core instance 0 ran `table\.set` on table 1"),
         ("grow", "table 0 of core instance 0 grew from 3 to 4 entries during init"),
     ],
 )
@@ -497,13 +494,68 @@ def test_table_changes_during_init_are_clear_errors(init: str, message: str) -> 
         wizen(component_of(TABLES), WizenOptions(cache=False, init_func=init))
 
 
+def test_table_write_of_the_same_size_and_kind_is_found(tmp_path: Path) -> None:
+    # One function replaced by another in a slot: nothing about the table shows it, the
+    # recorded write does, also in a nested component and through table.copy.
+    wat = """(component
+      (component $inner
+        (core module $m
+          (table $t 2 funcref)
+          (elem (i32.const 0) func $a $b)
+          (func $a (result i32) (i32.const 1))
+          (func $b (result i32) (i32.const 2))
+          (func (export "swap") (table.copy (i32.const 0) (i32.const 1) (i32.const 1)))
+          (func (export "call") (result i32) (call_indirect (result i32) (i32.const 0))))
+        (core instance $x (instantiate $m))
+        (func (export "swap") (canon lift (core func $x "swap")))
+        (func (export "call") (result u32) (canon lift (core func $x "call"))))
+      (instance $i (instantiate $inner))
+      (export "swap" (func $i "swap"))
+      (export "call" (func $i "call")))"""
+    message = r"function 2 of core instance 0 in component instance 0 ran `table\.copy` on table 0"
+    with pytest.raises(UnsupportedModule, match=message):
+        wizen(component_of(wat), WizenOptions(cache=False, init_func="swap"))
+    # Init that does not write leaves the output exact (and the code it ran unchanged).
+    out = wizen(component_of(wat), WizenOptions(cache=False, init_func="call", keep_init_func=True))
+    validate(out, tmp_path)
+    assert run(out, [], [("swap", ()), ("call", ())]) == [None, 2]
+
+
+def test_write_sites_are_found_by_decoding_not_by_bytes() -> None:
+    from hatch_wizer.component.barrier import write_sites
+    from hatch_wizer.parse import parse_module
+
+    wasm = bytes(
+        wasmtime.wat2wasm(
+            """(module
+              (table $a 1 funcref) (table $b 1 funcref)
+              (elem $e func $f)
+              (func $f (drop (i32.const 38)) (drop (i32.const 0x11fc)))  ;; 0x26 and fc 11 bytes
+              (func $w
+                (table.set $b (i32.const 0) (ref.null func))
+                (table.init $b $e (i32.const 0) (i32.const 0) (i32.const 1))
+                (table.copy $a $b (i32.const 0) (i32.const 0) (i32.const 1))
+                (table.fill $b (i32.const 0) (ref.null func) (i32.const 1))))"""
+        )
+    )
+    sites = write_sites(parse_module(wasm))
+    assert [(s.func, s.instruction, s.table) for s in sites] == [
+        (1, "table.set", 1),
+        (1, "table.init", 1),
+        (1, "table.copy", 0),
+        (1, "table.fill", 1),
+    ]
+
+
 def test_table_write_by_a_start_function_is_found() -> None:
     # Start runs at instantiation and is dropped from the output: its write would be lost.
     wat = TABLES.replace("(elem declare func $f)", "(elem declare func $f) (start $s)")
     wat = wat.replace(
         "(global $g", "(func $s (table.set $own (i32.const 0) (ref.func $f)))\n(global $g"
     )
-    with pytest.raises(UnsupportedModule, match="table 1 of core instance 0: slot 0 was filled"):
+    with pytest.raises(
+        UnsupportedModule, match=r"function 1 \(`s`\) .* ran `table\.set` on table 1"
+    ):
         wizen(component_of(wat), OPTS)
 
 

@@ -37,10 +37,11 @@ def wizen_component(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
     if session.results is not None:
         stage.say(f"init returned {format_value(session.results)}")
     with stage("snapshot"):
-        snapshots = [
-            take_snapshot(access.context, AccessorState(session, access))
-            for access in context.modules
-        ]
+        snapshots = []
+        for access in context.modules:
+            state = AccessorState(session, access)
+            state.check_table_writes()
+            snapshots.append(take_snapshot(access.context, state))
         out, modules = rewrite_component(context, snapshots)
     with stage("check"):
         for what, module in modules.items():

@@ -11,9 +11,9 @@ offers small functions the component lifts and exports under `hatch-wizer-*` nam
 - `scan(offset, units)`: one byte per 4 KiB unit, 1 where the unit holds a non-zero byte;
 - `read(offset, length)`: a window of the memory, copied into the accessor's own scratch memory
   and lifted as a latin1 string: one memcpy-speed transfer instead of a per-element list<u8>;
-- a table's size, and `nulls(offset, count)`: one byte per slot, 1 where the slot is null.
-  Wasm cannot compare function references, so a table's state is checked, not snapshotted:
-  its size and which slots are null must be what instantiation leaves (see `TableAccess`).
+- a table's size and, for a module whose code writes tables, the site of the last write that
+  ran (see `barrier.py`). Wasm cannot compare function references, so tables are checked, not
+  snapshotted: no table write may run and no table may grow.
 
 Nested components are instrumented the same way, inside: each gets its own accessor and
 exports its lifts (and those of its own nested instances); the enclosing component aliases
@@ -33,7 +33,8 @@ from ..binary import name, section, sleb, uleb, vector
 from ..errors import InitError, UnsupportedModule
 from ..instrument import ModuleContext, instrument_module
 from ..options import WizenOptions
-from ..parse import EXTERNREF, FUNCREF, ExternKind, Limits, Module, Table, parse_module
+from ..parse import EXTERNREF, FUNCREF, Limits, parse_module
+from .barrier import WRITES_EXPORT, WriteSite, add_barriers, write_sites
 from .parse import (
     Component,
     ComponentExport,
@@ -51,7 +52,6 @@ __all__ = [
     "ComponentContext",
     "InitCall",
     "ModuleAccess",
-    "TableAccess",
     "instrument_component",
 ]
 
@@ -103,19 +103,6 @@ class InitCall:
 
 
 @dataclass(frozen=True)
-class TableAccess:
-    """The accessors of one table, and which of its slots instantiation leaves null (1) or
-    not (0), when the module's own element segments say so: the table is not exported (no
-    other module's segments fill it) and every segment is constant. Otherwise None, and the
-    runtime records the slots right after instantiation instead."""
-
-    index: int  # in the module's table index space
-    size: str
-    nulls: str
-    initial: bytes | None
-
-
-@dataclass(frozen=True)
 class ModuleAccess:
     """One instantiated module: its core context and the accessor exports that reach it."""
 
@@ -125,8 +112,10 @@ class ModuleAccess:
     memory_size: dict[str, str]
     memory_scan: dict[str, str]
     memory_read: dict[str, str]
-    tables: dict[str, TableAccess]
+    table_size: dict[str, str]
     probes: dict[str, str]
+    table_writes: str | None = None  # the last table write that ran (1 + site), if any can
+    write_sites: tuple[WriteSite, ...] = ()
     # Component section ordinals from the root to the component that defines the module.
     scope: tuple[int, ...] = ()
     where: str = ""  # for messages: "core instance 3 in component instance 1"
@@ -144,11 +133,9 @@ class ModuleAccess:
             memory_size={k: outer(v) for k, v in self.memory_size.items()},
             memory_scan={k: outer(v) for k, v in self.memory_scan.items()},
             memory_read={k: outer(v) for k, v in self.memory_read.items()},
-            tables={
-                k: replace(v, size=outer(v.size), nulls=outer(v.nulls))
-                for k, v in self.tables.items()
-            },
+            table_size={k: outer(v) for k, v in self.table_size.items()},
             probes={k: outer(v) for k, v in self.probes.items()},
+            table_writes=None if self.table_writes is None else outer(self.table_writes),
             scope=(section, *self.scope),
             where=f"{self.where} in component instance {instance}",
         )
@@ -196,15 +183,19 @@ def _instrument(component: Component, options: WizenOptions) -> _Instrumented:
     every core instance it makes (at any depth), and the accessor names it exports."""
     _check_reserved(component)
     modules: dict[int, bytes] = {}
-    contexts: dict[int, ModuleContext] = {}  # by section ordinal: one per module, however
-    for instance in component.instances:  # many times it is instantiated
+    # By section ordinal: one per module, however many times it is instantiated.
+    contexts: dict[int, tuple[ModuleContext, list[WriteSite]]] = {}
+    for instance in component.instances:
         if instance.section not in contexts:
             module = parse_module(component.module_bytes(instance.section))
-            contexts[instance.section], modules[instance.section] = instrument_module(
-                module, options, embedded=True
-            )
+            context, instrumented = instrument_module(module, options, embedded=True)
+            sites = write_sites(module)
+            if sites:
+                instrumented = add_barriers(instrumented, sites)
+            contexts[instance.section] = context, sites
+            modules[instance.section] = instrumented
     builder = _Accessor(component)
-    accesses = [builder.add(i, contexts[i.section]) for i in component.instances]
+    accesses = [builder.add(i, *contexts[i.section]) for i in component.instances]
     nested: dict[int, _Instrumented] = {}
     for child in component.component_instances:
         if not component.children[child.section].has_state():
@@ -269,7 +260,9 @@ class _Accessor:
 
     # -- per module ---------------------------------------------------------------------------
 
-    def add(self, instance: CoreInstance, context: ModuleContext) -> ModuleAccess:
+    def add(
+        self, instance: CoreInstance, context: ModuleContext, sites: list[WriteSite]
+    ) -> ModuleAccess:
         module = context.module
         c = instance.index
         if c not in self.instances:
@@ -318,20 +311,29 @@ class _Accessor:
             imported = self._import(c, export, "table", table.type_raw + bytes([flags, 0]))
             body = b"\xfc\x10" + uleb(imported)
             kind, ctype = (_T_I64, _C_U64) if table.limits.is64 else (_T_I32, _C_U32)
-            size = self._func(f"{tag}-t{i}-size", kind, body, ctype)
-            locals_, body = _nulls(imported, table.limits.is64)
-            nulls = self._func(
-                f"{tag}-t{i}-nulls", _T_WINDOW, body, _C_WINDOW, scratch=True, locals_=locals_
-            )
-            tables[export] = TableAccess(table.index, size, nulls, _initial_nulls(module, table))
+            tables[export] = self._func(f"{tag}-t{i}-size", kind, body, ctype)
         probes = {}
         for _, probe in (*context.data_probes, *context.elem_probes):
             lifted = f"{ACCESS_PREFIX}{tag}-{probe.removeprefix('__wizer_').replace('_', '-')}"
             self.lifts.append(_Lift(lifted, c, probe, _C_UNIT, False))
             probes[probe] = lifted
-        where = f"core instance {c}"
+        writes = None
+        if sites:
+            imported = self._import(c, WRITES_EXPORT, "global", b"\x7f\x01")
+            body = b"\x23" + uleb(imported)
+            writes = self._func(f"{tag}-table-writes", _T_I32, body, _C_U32)
         return ModuleAccess(
-            instance, context, globals_, sizes, scans, reads, tables, probes, where=where
+            instance,
+            context,
+            globals_,
+            sizes,
+            scans,
+            reads,
+            tables,
+            probes,
+            table_writes=writes,
+            write_sites=tuple(sites),
+            where=f"core instance {c}",
         )
 
     def reexport(self, instance: int, exports: list[str]) -> None:
@@ -436,30 +438,6 @@ class _Accessor:
 _SCRATCH_MARK: Final = b"\xff\xfe\xfd"
 
 
-def _initial_nulls(module: Module, table: Table) -> bytes | None:
-    """Which slots of `table` instantiation leaves null, from the module's own segments."""
-    exported = any(e.kind == ExternKind.TABLE and e.index == table.index for e in module.exports)
-    size = table.limits.minimum
-    if exported or size > _MAX_STATIC_SLOTS:
-        return None
-    init = table.init_raw
-    if init is not None and init[:1] not in (b"\xd0", b"\xd2"):  # not ref.null / ref.func
-        return None
-    nulls = bytearray(b"\x00" if init and init[0] == 0xD2 else b"\x01") * size
-    for seg in module.elements:
-        if seg.mode != "active" or seg.table != table.index:
-            continue
-        if seg.offset is None or seg.items is None:
-            return None
-        for slot, func in enumerate(seg.items[: max(size - seg.offset, 0)], seg.offset):
-            nulls[slot] = func is None
-    return bytes(nulls)
-
-
-# Tables larger than this are compared with their state at instantiation instead.
-_MAX_STATIC_SLOTS: Final = 1 << 24
-
-
 def _any_size(limits: Limits) -> bytes:
     """An import type every instance of this memory matches: same kind, no bounds."""
     flags = limits.flags & 0x0C  # keep memory64 and custom page size
@@ -497,21 +475,6 @@ def _read(memory: int, is64: bool) -> bytes:
     src = b"\x20\x00" + (b"" if is64 else b"\xa7")  # i32.wrap_i64
     copy = b"\xfc\x0a" + _SCRATCH_MARK + uleb(memory)
     return b"\x41" + uleb(_HEADER) + src + b"\x20\x01" + copy + _result(b"\x20\x01")
-
-
-def _nulls(table: int, is64: bool) -> tuple[bytes, bytes]:
-    """Locals and body: scratch[16 + u] = ref.is_null(table[offset + u]) for each slot u."""
-    # Locals: 0 offset (i64), 1 count (i32), 2 u (i32).
-    index = b"\x20\x00" + (b"\x20\x02\xad\x7c" if is64 else b"\xa7\x20\x02\x6a")
-    body = (
-        b"\x02\x40\x03\x40"  # block, loop
-        + b"\x20\x02\x20\x01\x4f\x0d\x01"  # u >= count: br_if out
-        + b"\x20\x02" + index + b"\x25" + uleb(table) + b"\xd1"  # table.get, ref.is_null
-        + b"\x3a" + _memarg(None, 0, _HEADER)  # i32.store8 scratch[16 + u]
-        + b"\x20\x02\x41\x01\x6a\x21\x02\x0c\x00"  # u += 1; br loop
-        + b"\x0b\x0b"
-    )  # fmt: skip
-    return b"\x01\x01\x7f", body + _result(b"\x20\x01")
 
 
 def _scan(memory: int, is64: bool) -> tuple[bytes, bytes]:

@@ -5,17 +5,15 @@ this module adds the component linker (WASI preview 2), the init call in WAVE sy
 `InstanceState` per core module that answers through the `hatch-wizer-*` exports.
 
 Tables are checked rather than snapshotted (neither Wasm nor the component API can tell which
-function a slot holds): after init each must have the size and the null slots it had when
-instantiation left it, as the module's own element segments say or, for a table other modules
-may fill, as read right after instantiation. A write of one function over another escapes
-this check; every change in size or null-ness is an error naming the slot.
+function a slot holds): a table write that ran (recorded by `barrier.py`) or a table that grew
+is an error naming it.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
@@ -23,9 +21,10 @@ from wasmtime import component as wc
 
 from ..errors import ConfigError, InitError, InvalidModule, UnsupportedModule
 from ..options import WizenOptions
+from ..parse import function_name
 from ..runtime import Runtime, _config, _message, _wasi_config
 from ..snapshot import TableState
-from .instrument import CHUNK, SCAN_UNIT, ComponentContext, InitCall, ModuleAccess, TableAccess
+from .instrument import CHUNK, SCAN_UNIT, ComponentContext, InitCall, ModuleAccess
 from .wave import parse_args
 
 __all__ = ["AccessorState", "ComponentRuntime", "Session"]
@@ -41,8 +40,6 @@ class Session:
     instance: wc.Instance
     runtime: Runtime
     results: Any = None
-    # Null flags of the tables without a static initial state, right after instantiation.
-    table_baselines: dict[str, bytes] = field(default_factory=dict)
 
 
 class ComponentRuntime:
@@ -95,11 +92,6 @@ class ComponentRuntime:
                 "instantiating the component", lambda: linker.instantiate(store, component)
             )
             session = Session(store, instance, self.runtime)
-            for access in context.modules:
-                reader = AccessorState(session, access)
-                for table in access.tables.values():
-                    if table.initial is None:
-                        session.table_baselines[table.nulls] = reader.table_nulls(table)
             func = _find_func(store, instance, context.init)
             args = _arguments(store, func, context.init)
             what = f"`{context.init.text}`"
@@ -237,36 +229,31 @@ class AccessorState:
             length = min(CHUNK, end - offset)
             image[offset : offset + length] = self._call(read, offset, length).encode("latin-1")
 
-    def table_nulls(self, table: TableAccess) -> bytes:
-        """One byte per slot of the table's current contents, 1 where the slot is null."""
-        size = int(self._call(table.size))
-        parts = []
-        for offset in range(0, size, CHUNK):
-            count = min(CHUNK, size - offset)
-            parts.append(self._call(table.nulls, offset, count).encode("latin-1"))
-        return b"".join(parts)
+    def check_table_writes(self) -> None:
+        """Fail, naming the instruction, if a table write ran during instantiation or init."""
+        if self.access.table_writes is None:
+            return
+        mark = int(self._call(self.access.table_writes))
+        if mark:
+            site = self.access.write_sites[mark - 1]
+            func = function_name(self.access.context.module, site.func)
+            raise UnsupportedModule(
+                f"function {func} of {self.where} ran `{site.instruction}` on table "
+                f"{site.table} (offset {site.offset:#x}) during init or a start function; "
+                "table writes inside components cannot be snapshotted"
+            )
 
     def table(self, name: str) -> TableState:
-        table = self.access.tables[name]
-        before = table.initial
-        if before is None:
-            before = self.session.table_baselines[table.nulls]
-        after = self.table_nulls(table)
-        where = f"table {table.index} of {self.where}"
-        if len(after) != len(before):
+        ordinal = int(name.rsplit("_", 1)[1])
+        table = self.access.context.module.tables[ordinal]
+        size = int(self._call(self.access.table_size[name]))
+        if size != table.limits.minimum:
             raise UnsupportedModule(
-                f"{where} grew from {len(before)} to {len(after)} entries during init; "
-                "tables inside components cannot be snapshotted"
+                f"table {table.index} of {self.where} grew from {table.limits.minimum} to "
+                f"{size} entries during init or a start function; tables inside components "
+                "cannot be snapshotted"
             )
-        if after != before:
-            slot = next(i for i, (a, b) in enumerate(zip(before, after)) if a != b)
-            changed = sum(a != b for a, b in zip(before, after))
-            raise UnsupportedModule(
-                f"{where}: slot {slot} was {'filled' if before[slot] else 'cleared'} by init "
-                f"or a start function ({changed} of {len(after)} slots changed); table "
-                "writes inside components cannot be snapshotted"
-            )
-        return TableState(len(after), {})
+        return TableState(size, {})
 
     def segment_dropped(self, probe: str) -> bool:
         session = self.session
