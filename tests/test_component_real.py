@@ -7,13 +7,13 @@ table. Measured on the 2-core dev box (shared with benchmarks, so +-30 %), compo
 
 | | before | after |
 |---|--:|--:|
-| component | 18,779,548 B | 18,046,854 B |
-| instantiate + first `lookup` (compiled) | 168-175 ms | 1.7-7.4 ms |
+| component (varies a little per build) | 18,747,601 B | 18,008,891 B |
+| instantiate + first `lookup` (compiled) | 168-181 ms | 1.7-7.4 ms |
 
-Wizening took 7.5 s (10-13 s when the box is busy): validate 0.14, compile 6.2 (Cranelift,
-the instrumented component), init 0.21, snapshot 0.34, check 0.50 (stand-in compile). The
-componentize-py build takes 15 s and the whole test about 30 s with wasmtime's cache warm,
-about a minute cold (input and output are compiled again to compare them).
+Wizening takes 8-11 s: validate 0.74 (instrumenting, with the table-write scan of
+`barrier.py`), compile 6-9 (Cranelift, the instrumented component), init 0.21, snapshot 0.38,
+check 0.41 (modules validated, the component compiled with stand-ins). The componentize-py
+build takes 15 s; the whole test about 30 s, with wasmtime's cache cold or warm.
 """
 
 from __future__ import annotations
