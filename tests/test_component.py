@@ -782,6 +782,7 @@ def test_real_toolchain_component_nested(tmp_path: Path) -> None:
     calls: list[Call] = [("count-below", (1 << 20,)), ("is-prime", (1000003,)), ("inits", ())]
     out = assert_same_behaviour(wasm, calls, tmp_path)
     assert run(out, [], calls) == [82025, True, 1]
+    assert export_names(out) == ["is-prime", "count-below", "inits"]  # init dropped
     with pytest.raises(UnsupportedModule, match="core module 0 is instantiated more than once"):
         wizen(_nesting((DATA / "lookup.wasm").read_bytes(), 2, exports), OPTS)
 
