@@ -17,9 +17,9 @@ from hatchling.builders.config import BuilderConfig
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 from hatchling.plugin import hookimpl
 
-from .config import WizerConfig, find_modules, load_config, read_pyproject
+from .config import ModuleFile, WizerConfig, find_modules, load_config, read_pyproject
 from .errors import ConfigError
-from .project import describe, wizen_module
+from .project import describe, wizen_modules
 
 __all__ = ["WizerBuildHook", "hatch_register_build_hook"]
 
@@ -79,22 +79,23 @@ class WizerBuildHook(BuildHookInterface[BuilderConfig]):
         # Modules that earlier hooks force-included are found under their wheel paths.
         forced = {dst: Path(root, src) for src, dst in force_include.items()}
         generated = {dst: src for dst, src in forced.items() if src.is_file()}
-        done: set[str] = set()
+        dist_paths: dict[ModuleFile, str] = {}
         for module in find_modules(config, generated=generated):
             in_wheel = module.name in generated
             dist_path = (
                 module.name if in_wheel else self.build_config.get_distribution_path(module.name)
             )
-            if dist_path in done:  # matched both as a project file and as a wheel path
+            if dist_path in dist_paths.values():  # matched as a project file and a wheel path
                 continue
-            done.add(dist_path)
-            out = tmp / dist_path
-            if not out.resolve().is_relative_to(tmp.resolve()):  # a wheel path with `..`
+            if not (tmp / dist_path).resolve().is_relative_to(tmp.resolve()):  # `..` in it
                 raise ConfigError(
                     f"{module.spec.where}.path: {module.name} would be written outside the "
                     "build directory"
                 )
-            data, result = wizen_module(module, report=self._stage)
+            dist_paths[module] = dist_path
+        for module, data, result in wizen_modules(list(dist_paths), report=self._stage):
+            dist_path = dist_paths[module]
+            out = tmp / dist_path
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(data)
             for src in [s for s, d in force_include.items() if d == dist_path]:
@@ -102,11 +103,11 @@ class WizerBuildHook(BuildHookInterface[BuilderConfig]):
             force_include[str(out)] = dist_path
             self.app.display_success(f"wizer: {describe(result)}")
 
-    def _stage(self, line: str) -> None:
+    def _stage(self, module: ModuleFile, line: str) -> None:
         if line.startswith("warning:"):  # e.g. init read the clock: the build should say so
-            self.app.display_warning(f"wizer: {line}")
+            self.app.display_warning(f"wizer: {module.name}: {line}")
         else:
-            self.app.display_debug(f"wizer: {line}")
+            self.app.display_debug(f"wizer: {module.name}: {line}")
 
     def _cleanup(self) -> None:
         if self._tmp is not None:

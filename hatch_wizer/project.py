@@ -7,10 +7,13 @@ front ends print the same line per module.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -18,13 +21,15 @@ from .cache import result_key
 from .config import ModuleFile, find_modules, load_config, read_pyproject
 from .errors import ConfigError, WizerError
 from .files import write_atomically
+from .interrupts import INIT_GROUP, InitGroup
 
-__all__ = ["Result", "describe", "main_build", "module_digest", "wizen_module"]
+__all__ = ["Result", "describe", "main_build", "module_digest", "wizen_module", "wizen_modules"]
 
 DEFAULT_OUT_DIR: Final = Path("build", "wizer")
 STAMP_SUFFIX: Final = ".wizer-hash"
 
 Reporter = Callable[[str], None]
+ModuleReporter = Callable[[ModuleFile, str], None]
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,47 @@ def wizen_module(module: ModuleFile, report: Reporter | None = None) -> tuple[by
     """Read the module's source file and wizen it with its options."""
     data = module.source.read_bytes()
     start = time.perf_counter()
-    out = _engine()(data, module.spec.options, report=report)
+    try:
+        out = _engine()(data, module.spec.options, report=report)
+    except WizerError as e:
+        raise type(e)(f"{module.name}: {e}") from None
     elapsed = time.perf_counter() - start
     return out, Result(module.name, len(data), len(out), elapsed)
+
+
+def wizen_modules(
+    modules: Sequence[ModuleFile], report: ModuleReporter | None = None
+) -> Iterator[tuple[ModuleFile, bytes, Result]]:
+    """Wizen `modules` side by side, one thread each up to the number of cores (wasmtime
+    compiles and runs wasm without holding the GIL); results come in the given order.
+
+    A failure, or Ctrl-C (which the waiting main thread catches), interrupts the inits still
+    running on other threads before it propagates."""
+
+    def run(module: ModuleFile) -> tuple[bytes, Result]:
+        return wizen_module(module, report=partial(report, module) if report else None)
+
+    workers = min(len(modules), os.cpu_count() or 1)
+    if workers <= 1:  # on this thread, where a signal interrupts init directly
+        for module in modules:
+            yield module, *run(module)
+        return
+    group = InitGroup()
+
+    def run_in_group(module: ModuleFile) -> tuple[bytes, Result]:
+        INIT_GROUP.set(group)  # in a worker thread's own context
+        return run(module)
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="hatch-wizer") as pool:
+        futures = [pool.submit(run_in_group, module) for module in modules]
+        try:
+            for module, future in zip(modules, futures):
+                yield module, *future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            group.stop()
+            raise
 
 
 def describe(result: Result) -> str:
@@ -103,32 +146,37 @@ def main_build(argv: Sequence[str]) -> int:
         config = load_config(read_pyproject(root), root)
         if config is None or not config.modules:
             raise ConfigError(f"{root / 'pyproject.toml'}: no modules in [tool.wizer]")
+        stale = []
         for module in find_modules(config, exclude=[out_dir]):
-            _build_one(module, out_dir, force=args.force, say=say)
+            digest = module_digest(module)
+            if not args.force and _up_to_date(out_dir, module, digest):
+                say(f"{module.name}: up to date")
+            else:
+                stale.append((module, digest))
+        digests = dict(stale)
+        for module, data, result in wizen_modules(list(digests), report=_warnings):
+            write_atomically(out_dir / module.name, data)
+            write_atomically(_stamp(out_dir, module), (digests[module] + "\n").encode())
+            say(describe(result))
     except (WizerError, OSError) as e:
         print(f"hatch-wizer build: error: {e}", file=sys.stderr)
         return 1
     return 0
 
 
-def _build_one(
-    module: ModuleFile, out_dir: Path, *, force: bool, say: Reporter
-) -> None:
+def _up_to_date(out_dir: Path, module: ModuleFile, digest: str) -> bool:
     out = out_dir / module.name
-    stamp = out.with_name(out.name + STAMP_SUFFIX)
-    digest = module_digest(module)
-    if not force and out.is_file() and _read_stamp(stamp) == digest:
-        say(f"{module.name}: up to date")
-        return
-    data, result = wizen_module(module, report=_warnings)
-    write_atomically(out, data)
-    write_atomically(stamp, (digest + "\n").encode())
-    say(describe(result))
+    return out.is_file() and _read_stamp(_stamp(out_dir, module)) == digest
 
 
-def _warnings(line: str) -> None:
+def _stamp(out_dir: Path, module: ModuleFile) -> Path:
+    """The hash of the inputs that made `out_dir / module.name`, beside it."""
+    return out_dir / (module.name + STAMP_SUFFIX)
+
+
+def _warnings(module: ModuleFile, line: str) -> None:
     if line.startswith("warning:"):
-        print(f"hatch-wizer build: {line}", file=sys.stderr)
+        print(f"hatch-wizer build: {module.name}: {line}", file=sys.stderr)
 
 
 def _read_stamp(path: Path) -> str | None:

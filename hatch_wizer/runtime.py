@@ -16,7 +16,7 @@ import signal
 import threading
 from array import array
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -28,6 +28,7 @@ from wasmtime._extern import wrap_extern
 
 from .errors import ConfigError, InitError, InvalidModule
 from .instrument import INITIALIZE, ModuleContext
+from .interrupts import INIT_GROUP
 from .options import Features, WizenOptions
 from .scanner import GLOBAL_SLOT
 from .snapshot import Ref, TableState
@@ -219,8 +220,9 @@ class Runtime:
             self._signalled = True
             self.run_engine.increment_epoch()
 
+        group = INIT_GROUP.get()
         try:
-            with _on_signal(interrupt):
+            with group.member(interrupt) if group else nullcontext(), _on_signal(interrupt):
                 yield
         finally:
             if timer is not None:

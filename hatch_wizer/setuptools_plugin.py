@@ -16,7 +16,7 @@ from setuptools import Command, Distribution
 from .config import ModuleFile, find_modules, load_config, read_pyproject
 from .errors import ConfigError, WizerError
 from .files import write_atomically
-from .project import describe, wizen_module
+from .project import describe, wizen_modules
 
 __all__ = ["build_wizer", "finalize_distribution_options"]
 
@@ -72,10 +72,10 @@ class build_wizer(Command):  # type: ignore[misc]  # setuptools names commands i
         if self.editable_mode:
             log.warning(f"{COMMAND}: {EDITABLE_HINT}")
             return
-        for module, dest in self._plan():
-            # Always from the source file: build_lib may hold last build's wizened copy.
-            data, result = wizen_module(module, report=_report)
-            write_atomically(dest, data)
+        dests = dict(self._plan())
+        # Always from the source file: build_lib may hold last build's wizened copy.
+        for module, data, result in wizen_modules(list(dests), report=_report):
+            write_atomically(dests[module], data)
             log.info(f"{COMMAND}: {describe(result)}")
 
     def get_source_files(self) -> list[str]:
@@ -113,8 +113,9 @@ class build_wizer(Command):  # type: ignore[misc]  # setuptools names commands i
         return find_modules(config, exclude=[Path(self.build_lib or "build")])
 
 
-def _report(line: str) -> None:
-    (log.warning if line.startswith("warning:") else log.debug)(f"{COMMAND}: {line}")
+def _report(module: ModuleFile, line: str) -> None:
+    say = log.warning if line.startswith("warning:") else log.debug
+    say(f"{COMMAND}: {module.name}: {line}")
 
 
 def _not_package_data(module: ModuleFile) -> WizerError:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import wasmtime
 
 from hatch_wizer import cache, project
-from hatch_wizer.config import find_modules, load_config, read_pyproject
+from hatch_wizer.config import ModuleFile, find_modules, load_config, read_pyproject
+from hatch_wizer.errors import WizerError
 from hatch_wizer.project import main_build, module_digest
 
 WAT = """
@@ -177,3 +182,58 @@ def test_works_as_a_make_recipe(tmp_path: Path) -> None:
     result = subprocess.run(["make", "-s"], cwd=root, capture_output=True, text=True)
     assert result.returncode != 0
     assert "tool.wizer.init-func must be a string" in result.stderr
+
+
+LOOPS = '(module (func (export "wizer-initialize") (loop (br 0))))'
+
+
+def modules_of(root: Path) -> list[ModuleFile]:
+    config = load_config(read_pyproject(root), root)
+    assert config is not None
+    return find_modules(config)
+
+
+def test_modules_are_wizened_side_by_side_in_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project(tmp_path)
+    for n in range(1, 4):
+        (root / f"pkg/mod{n}.wasm").write_bytes(wasmtime.wat2wasm(WAT.replace("42", str(n))))
+    threads = set()
+    wizen = project.wizen_module
+
+    def spy(module: ModuleFile, report: object = None) -> object:
+        threads.add(threading.current_thread().name)
+        return wizen(module, report)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(project, "wizen_module", spy)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert main_build(["--project", str(root), "-q"]) == 0
+    assert len(threads) == 2
+    values = [run_get(root / f"build/wizer/pkg/{name}.wasm")[0] for name in ("mod", "mod1", "mod2", "mod3")]
+    assert values == [49, 8, 9, 10]
+
+
+def test_ctrl_c_reaches_the_inits_on_every_thread(tmp_path: Path) -> None:
+    root = make_project(tmp_path, extra="init-timeout = 60")
+    (root / "pkg/mod.wasm").write_bytes(wasmtime.wat2wasm(LOOPS))
+    (root / "pkg/mod2.wasm").write_bytes(wasmtime.wat2wasm(LOOPS))
+    modules = modules_of(root)
+    assert len(modules) == 2
+    # A real SIGINT: it interrupts the main thread's wait, as Ctrl-C does.
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        list(project.wizen_modules(modules))
+    assert time.monotonic() - started < 30
+    assert not [t for t in threading.enumerate() if t.name.startswith("hatch-wizer")]
+
+
+def test_a_failing_module_stops_the_others(tmp_path: Path) -> None:
+    root = make_project(tmp_path, extra="init-timeout = 60")
+    (root / "pkg/mod.wasm").write_bytes(wasmtime.wat2wasm(LOOPS))
+    (root / "pkg/bad.wasm").write_bytes(b"\0asm\1\0\0\0\xff")
+    started = time.monotonic()
+    with pytest.raises(WizerError, match=r"^pkg/bad\.wasm: invalid module"):
+        list(project.wizen_modules(sorted(modules_of(root), key=lambda m: m.name)))
+    assert time.monotonic() - started < 30

@@ -340,4 +340,4 @@ def test_build_front_ends_show_the_nondeterminism_warning(tmp_path: Path) -> Non
         f.write("reproducible = false\n")
     loud = subprocess.run(build, capture_output=True, timeout=120)
     assert loud.returncode == 0, loud.stderr
-    assert b"hatch-wizer build: warning: init read the clock 2 times" in loud.stderr
+    assert b"hatch-wizer build: m.wasm: warning: init read the clock 2 times" in loud.stderr
