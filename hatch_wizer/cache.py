@@ -94,12 +94,10 @@ class ResultCache:
             return None
         return data
 
-    def store(self, key: str, data: bytes) -> threading.Thread:
+    def store(self, key: str, data: bytes) -> None:
         """Write the entry on a thread of its own: the caller writes its output meanwhile
         (file writes release the GIL), and the interpreter waits for it before exiting."""
-        thread = threading.Thread(target=self._write, args=(key, data), name=_writer_name(key))
-        thread.start()
-        return thread
+        threading.Thread(target=self._write, args=(key, data), name=_writer_name(key)).start()
 
     def _write(self, key: str, data: bytes) -> None:
         with contextlib.suppress(OSError):
