@@ -46,7 +46,10 @@ def run_tool(cmd: list[str], env: dict[str, str] | None = None) -> ToolRun:
         full = [str(_GNU_TIME), "-f", "%M", "-o", str(rss_file), *cmd] if _GNU_TIME else cmd
         with open(Path(tmp) / "out", "w+b") as out, open(Path(tmp) / "err", "w+b") as err:
             start = time.perf_counter()
-            proc = subprocess.Popen(full, stdout=out, stderr=err, env=env)
+            # No stdin, as in a build: init has nothing to read, so hatch-wizer may run it twice.
+            proc = subprocess.Popen(
+                full, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env
+            )
             _, status, usage = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - start
             out.seek(0)

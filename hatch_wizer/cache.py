@@ -82,10 +82,15 @@ class ResultCache:
             return None
         return cls(_default_root())
 
-    def load(self, key: str) -> bytes | None:
+    @staticmethod
+    def wait_for_writers(key: str = "") -> None:
+        """Let the entries being written (only `key`'s, if given) reach the disk."""
         for thread in threading.enumerate():
-            if thread.name == _writer_name(key):
-                thread.join()  # this very entry is being written
+            if thread.name.startswith(_writer_name(key)):
+                thread.join()
+
+    def load(self, key: str) -> bytes | None:
+        self.wait_for_writers(key)  # this very entry may be being written
         path = self._path(key)
         try:
             data = path.read_bytes()

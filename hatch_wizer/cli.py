@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
+from .cache import ResultCache
 from .errors import InvalidModule, UsageError, WizerError
 from .files import write_atomically
 from .options import DEFAULT_INIT_FUNC, Features, Preload, Preopen, WizenOptions
@@ -184,7 +185,8 @@ def _parser() -> argparse.ArgumentParser:
         "--compiler",
         choices=("auto", "cranelift", "winch"),
         default="auto",
-        help="compiler for the init run (default auto: Winch where it can, else Cranelift)",
+        help="compiler for the init run (default auto: Winch where it can, else Cranelift; a "
+        "long init of a small module runs again on Cranelift's code once that is ready)",
     )
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
@@ -373,12 +375,10 @@ def _main(argv: list[str]) -> int:
 
 def entrypoint() -> NoReturn:
     status = main()
-    # Once the output is written, let other writers (the result cache) finish, then skip the
+    # Once the output is written, let the result cache's writers finish, then skip the
     # interpreter's teardown: freeing the engine, compiled code and instance memory is work
-    # nobody waits for (tens of milliseconds on large modules).
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    # nobody waits for (tens of milliseconds on large modules), as is a rival compile.
+    ResultCache.wait_for_writers()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError):  # a closed pipe: nothing more to say
             stream.flush()

@@ -72,9 +72,12 @@ def _wizen(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
     with stage("compile"):
         compiled = runtime.compile(instrumented)
     del instrumented  # a 100 MB module need not stay in memory through init and snapshot
-    stage.say(f"compiled with {runtime.compiler}")
+    compiler = runtime.compiler
+    stage.say(f"compiled with {compiler}")
     with stage("init"):
         state = runtime.initialize(context, compiled)
+    if runtime.compiler != compiler:
+        stage.say(f"init ran again on {runtime.compiler}'s code, ready before init ended")
     calls = state.wasi.calls.warning() if state.wasi and not options.reproducible else None
     if calls:
         stage.say(calls)
