@@ -19,7 +19,7 @@ from .cache import ResultCache
 from .errors import InvalidModule, UsageError, WizerError
 from .files import write_atomically
 from .options import DEFAULT_INIT_FUNC, Features, Preload, Preopen, WizenOptions
-from .project import Result, describe, main_build
+from .summary import Result, describe
 
 __all__ = ["entrypoint", "load_module_source", "main"]
 
@@ -360,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     try:
         if argv[:1] == ["build"]:
+            from .project import main_build  # the build machinery: not for one module
+
             return main_build(argv[1:])
         return run(argv)
     except UsageError as e:

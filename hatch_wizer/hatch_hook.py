@@ -19,7 +19,8 @@ from hatchling.plugin import hookimpl
 
 from .config import ModuleFile, WizerConfig, find_modules, load_config, read_pyproject
 from .errors import ConfigError
-from .project import describe, wizen_modules
+from .project import wizen_modules
+from .summary import describe
 
 __all__ = ["WizerBuildHook", "hatch_register_build_hook"]
 

@@ -1,7 +1,7 @@
 """Wizen the modules a project's `[tool.wizer]` names: `hatch-wizer build` and the shared runner.
 
-The hatch hook and the setuptools plugin reuse `wizen_module()` and `describe()` so the three
-front ends print the same line per module.
+The hatch hook and the setuptools plugin reuse `wizen_modules()`, and all front ends print
+`summary.describe()`'s line per module.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -22,24 +21,15 @@ from .config import ModuleFile, find_modules, load_config, read_pyproject
 from .errors import ConfigError, WizerError
 from .files import write_atomically
 from .interrupts import INIT_GROUP, InitGroup
+from .summary import Result, describe
 
-__all__ = ["Result", "describe", "main_build", "module_digest", "wizen_module", "wizen_modules"]
+__all__ = ["main_build", "module_digest", "wizen_module", "wizen_modules"]
 
 DEFAULT_OUT_DIR: Final = Path("build", "wizer")
 STAMP_SUFFIX: Final = ".wizer-hash"
 
 Reporter = Callable[[str], None]
 ModuleReporter = Callable[[ModuleFile, str], None]
-
-
-@dataclass(frozen=True)
-class Result:
-    """What one wizening did, for the one-line summary."""
-
-    name: str
-    before: int
-    after: int
-    seconds: float
 
 
 def _engine() -> Callable[..., bytes]:
@@ -93,18 +83,6 @@ def wizen_modules(
                 future.cancel()
             group.stop()
             raise
-
-
-def describe(result: Result) -> str:
-    """`pkg/mod.wasm: 21.4 KiB → 160.2 KiB in 0.84 s`"""
-    return (
-        f"{result.name}: {_size(result.before)} \u2192 {_size(result.after)}"
-        f" in {result.seconds:.2f} s"
-    )
-
-
-def _size(n: int) -> str:
-    return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KiB"
 
 
 def module_digest(module: ModuleFile) -> str:

@@ -16,7 +16,8 @@ from setuptools import Command, Distribution
 from .config import ModuleFile, find_modules, load_config, read_pyproject
 from .errors import ConfigError, WizerError
 from .files import write_atomically
-from .project import describe, wizen_modules
+from .project import wizen_modules
+from .summary import describe
 
 __all__ = ["build_wizer", "finalize_distribution_options"]
 
