@@ -114,6 +114,10 @@ def markdown(results: dict[str, Any]) -> str:
     for name, row in table.items():
         cells = [f"{row[label]:.2f}" if label in row else "-" for label in labels]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if "scan_gbps" in results:
+        lines += ["", "Memory scan alone (`python -m benches.scan_speed`, 256 MiB, GB/s):", ""]
+        for compiler, speeds in results["scan_gbps"].items():
+            lines.append(f"- {compiler}: " + ", ".join(f"{k} {v:.1f}" for k, v in speeds.items()))
     return "\n".join(lines) + "\n"
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import wasmtime
 
-from benches import report
+from benches import report, scan_speed
 from benches.fetch import fetch
 from benches.measure import module_info, run_tool, startup
 from benches.tools import TOOLS, stage_times, tool_command, tool_env
@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                 row["same_result"] = st.result == original.result
             print("  ", key, _summary(row), flush=True)
         _save(results, args.out)
+    if not args.startup_only:
+        results["scan_gbps"] = {c: scan_speed.measure(c) for c in ("cranelift", "winch")}
     report.write_all(results, args.out)
     print(f"wrote {args.out}/results.json, results.md, ratios.png")
     return 0

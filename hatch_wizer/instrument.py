@@ -134,7 +134,7 @@ def instrument_module(
         scratch = add.export("scratch", ExternKind.MEMORY, scratch_index)
         add.memory = True
         for i, limits in enumerate(module.memories):
-            body = scan_body(first_memory + i, limits.is64, scratch_index)
+            body = scan_body(first_memory + i, limits.is64, scratch_index, options.features.simd)
             scanners += (add.function(f"scan_{i}", SCAN_TYPE, body),)
         for i, limits in enumerate(module.memories):
             body = encode_body(first_memory + i, limits.is64, scratch_index)

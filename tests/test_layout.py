@@ -91,17 +91,19 @@ def test_mostly_dense_memory_is_made_copy_on_write_friendly() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(memories, st.integers(5, 40), st.booleans())
-def test_wasm_scanner_finds_the_same_runs_as_python(data: bytes, split: int, is64: bool) -> None:
+@given(memories, st.integers(5, 40), st.booleans(), st.booleans())
+def test_wasm_scanner_finds_the_same_runs_as_python(
+    data: bytes, split: int, is64: bool, simd: bool
+) -> None:
     import wasmtime
 
     from hatch_wizer.instrument import instrument
-    from hatch_wizer.options import WizenOptions
+    from hatch_wizer.options import Features, WizenOptions
     from hatch_wizer.runtime import Runtime
 
     pages = max(1, -(-len(data) // 65536))
     wat = f'(module (memory (export "m") {"i64 " if is64 else ""}{pages}) (func (export "wizer-initialize")))'
-    options = WizenOptions(cache=False)
+    options = WizenOptions(cache=False, features=Features(simd=simd))
     context, instrumented = instrument(bytes(wasmtime.wat2wasm(wat)), options)
     runtime = Runtime(options)
     state = runtime.initialize(context, runtime.compile(instrumented))
