@@ -146,10 +146,13 @@ def scan_body(memory: int, is64: bool, scratch: int, simd: bool = False) -> byte
     b.emit(b.load64(POS), _set(WORD))
     b.emit(_get(WORD), _i64(0x0101010101010101), 0x7D, _get(WORD), _i64(-1), 0x85, 0x83)
     b.emit(_i64(-0x7F7F7F7F7F7F7F80), 0x83, 0x50, IF, EMPTY)  # no zero byte in the word
-    b.emit(_get(POS), _i64(7), 0x7C, _set(POS), _i64(0), _set(ZEROS), BR, 2, END, END)
+    b.emit(_get(POS), _i64(7), 0x7C, _set(POS), _i64(0), _set(ZEROS), BR, 2, END)
+    # Eight zero bytes: count the first seven here, and the last as the single byte below.
+    b.emit(_get(WORD), 0x50, IF, EMPTY)
+    b.emit(_get(ZEROS), _i64(7), 0x7C, _set(ZEROS), _get(POS), _i64(7), 0x7C, _set(POS), END, END)
     b.emit(b.load8(POS), IF, EMPTY, _i64(0), _set(ZEROS), BR, 1, END)
     b.emit(_get(ZEROS), _i64(1), 0x7C, _set(ZEROS))
-    b.emit(_get(ZEROS), _get(SPLIT), 0xAD, 0x52, BR_IF, 0)  # fewer than split zeros: go on
+    b.emit(_get(ZEROS), _get(SPLIT), 0xAD, 0x54, BR_IF, 0)  # fewer than split zeros: go on
     _emit_run(b, _get(POS) + _i64(1) + b"\x7c" + _get(ZEROS) + b"\x7d")
     b.emit(_get(POS), _i64(1), 0x7C, _set(POS), BR, 1, END)  # next run
     b.emit(END, END, _get(COUNT), END)
