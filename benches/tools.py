@@ -6,11 +6,10 @@ import os
 import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from benches.fetch import Downloads
     from benches.workloads import Workload
 
@@ -63,8 +62,8 @@ def tool_command(tool: Tool, downloads: Downloads, wl: Workload, out: Path) -> l
         maps = [f"{guest}::{host}" for guest, host in wl.mapdirs]
         return [sys.executable, "-m", "benches.inproc", str(wl.wasm), str(out), wl.init_func,
                 "1" if wl.wasi else "0", *maps]  # fmt: skip
-    # hatch-wizer, through the installed package in this interpreter; -v reports stage times.
-    cmd = [sys.executable, "-m", "hatch_wizer", "-v", str(wl.wasm), "-o", str(out)]
+    # The installed `hatch-wizer` command, as a Makefile runs it; -v reports stage times.
+    cmd = [str(Path(sys.executable).parent / "hatch-wizer"), "-v", str(wl.wasm), "-o", str(out)]
     cmd += ["-f", wl.init_func]
     if wl.wasi:
         cmd.append("--allow-wasi")
