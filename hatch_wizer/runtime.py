@@ -6,6 +6,7 @@ the process (see the wasmtime-py probe notes), so nothing here touches `ValType`
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import os
@@ -393,11 +394,16 @@ def _stdin_is_empty() -> bool:
 
 
 def _replay(captured: Path) -> None:
-    """Show what the kept trial wrote to stdout and stderr."""
+    """Show what the kept trial wrote to stdout and stderr (a closed stdout drops it, as it
+    would have dropped the guest's own writes)."""
     for name, fd in (("stdout", 1), ("stderr", 2)):
         path = captured / name
         if path.exists() and path.stat().st_size:
-            with path.open("rb") as src, open(fd, "wb", closefd=False) as dst:
+            with (
+                contextlib.suppress(OSError),
+                path.open("rb") as src,
+                open(fd, "wb", closefd=False) as dst,
+            ):
                 shutil.copyfileobj(src, dst)
 
 
