@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import wasmtime
 
+from hatch_wizer import runtime
 from hatch_wizer.core import wizen
 from hatch_wizer.options import Preopen, WizenOptions
 from tests.harness import wasm_of
@@ -77,12 +78,18 @@ def count_after_init(wizened: bytes) -> int:
     return int(count.value(store))
 
 
-def test_short_init_keeps_the_winch_run_and_shows_its_output(tmp_path: Path) -> None:
-    module = spin_module(tmp_path, 1)
-    run = wizen_cli(module, tmp_path / "out.wasm")
-    assert "compiled with winch" in run.stderr.decode()
-    assert RAN_AGAIN not in run.stderr.decode()
-    assert run.stdout == b"start\nend\n"
+def test_a_kept_trial_shows_its_output_once(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A rival that never finishes: the Winch run is the one that counts.
+    monkeypatch.setattr(runtime._Rival, "_compile", lambda self, wasm: None)
+    monkeypatch.setattr(runtime, "_stdin_is_empty", lambda: True)  # whatever pytest's stdin is
+    lines: list[str] = []
+    options = WizenOptions(allow_wasi=True, cache=False)
+    wizen(wasm_of(SPIN_WAT.format(spins=1000)), options, report=lines.append)
+    assert "compiled with winch" in lines
+    assert not any(line.startswith(RAN_AGAIN) for line in lines)
+    assert capfd.readouterr().out == "start\nend\n"
 
 
 def test_a_failing_trial_still_shows_its_output(tmp_path: Path) -> None:
