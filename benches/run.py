@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge and (args.out / "results.json").exists():
         results = json.loads((args.out / "results.json").read_text())
         results["machine"]["date"] += f", {_machine()['date']}"
+        results["machine"]["commit"] = _machine()["commit"]  # older rows name their own
         previous = {wl["name"]: wl for wl in results["workloads"]}
     for wl in workloads:
         print(f"== {wl.name}: {wl.what}", flush=True)
