@@ -381,16 +381,17 @@ def _worth_a_rival(wasm: bytes, options: WizenOptions) -> bool:
     if any(p.writable for p in options.preopens):
         return False
     stdin_inherited = options.allow_wasi and options.inherit_stdio and not options.reproducible
-    return not stdin_inherited or _stdin_is_empty()
+    return not stdin_inherited or _stdin_is_not_data()
 
 
-def _stdin_is_empty() -> bool:
-    """Whether this process's stdin is closed or /dev/null."""
+def _stdin_is_not_data() -> bool:
+    """Whether a first run could not quietly consume input meant for the second: stdin is
+    closed, /dev/null, or a terminal (where a read waits for the user, who would see it)."""
     try:
         mine, null = os.fstat(0), Path(os.devnull).stat()
     except OSError:
         return True
-    return stat.S_ISCHR(mine.st_mode) and mine.st_rdev == null.st_rdev
+    return os.isatty(0) or (stat.S_ISCHR(mine.st_mode) and mine.st_rdev == null.st_rdev)
 
 
 def _replay(captured: Path) -> None:

@@ -3,6 +3,8 @@ again on Cranelift's code, unnoticed: one copy of its output, the same module.""
 
 from __future__ import annotations
 
+import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -83,7 +85,7 @@ def test_a_kept_trial_shows_its_output_once(
 ) -> None:
     # A rival that never finishes: the Winch run is the one that counts.
     monkeypatch.setattr(runtime._Rival, "_compile", lambda self, wasm: None)
-    monkeypatch.setattr(runtime, "_stdin_is_empty", lambda: True)  # whatever pytest's stdin is
+    monkeypatch.setattr(runtime, "_stdin_is_not_data", lambda: True)  # whatever pytest's stdin is
     lines: list[str] = []
     options = WizenOptions(allow_wasi=True, cache=False)
     wizen(wasm_of(SPIN_WAT.format(spins=1000)), options, report=lines.append)
@@ -99,6 +101,17 @@ def test_a_failing_trial_still_shows_its_output(tmp_path: Path) -> None:
     run = wizen_cli(module, tmp_path / "out.wasm", status=1)
     assert "trapped" in run.stderr.decode()
     assert run.stdout == b"start\n"
+
+
+def test_a_terminal_stdin_allows_a_second_run(tmp_path: Path) -> None:
+    leader, follower = pty.openpty()
+    try:
+        run = wizen_cli(spin_module(tmp_path, SPINS), tmp_path / "out.wasm", stdin=follower)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert RAN_AGAIN in run.stderr.decode()
+    assert run.stdout == b"start\nend\n"
 
 
 def test_no_second_run_when_init_could_consume_stdin(tmp_path: Path) -> None:
