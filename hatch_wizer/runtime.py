@@ -386,7 +386,7 @@ def _worth_a_rival(wasm: bytes, options: WizenOptions) -> bool:
 
 def _stdin_is_not_data() -> bool:
     """Whether a first run could not quietly consume input meant for the second: stdin is
-    closed, /dev/null, or a terminal (where a read waits for the user, who would see it)."""
+    closed, /dev/null, or a terminal (a read there waits for someone to type; builds don't)."""
     try:
         mine, null = os.fstat(0), Path(os.devnull).stat()
     except OSError:
