@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import heapq
 import itertools
+import operator
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Final
@@ -217,15 +218,26 @@ def find_runs(
     return runs
 
 
-def _merge_gaps(segments: list[Run], chosen: set[int]) -> list[Run]:
-    """Join segment i with segment i + 1 for every i in `chosen`."""
+def _merge_gaps(segments: list[Run], chosen: list[int]) -> list[Run]:
+    """Join segment i with segment i + 1 for every i in `chosen` (ascending): slices copy the
+    segments in between, so the Python steps are one per merge."""
     out: list[Run] = []
-    for i, (start, end) in enumerate(segments):
-        if i - 1 in chosen:
-            out[-1] = (out[-1][0], end)
+    taken = 0  # segments[:taken] are in `out`
+    for i in chosen:
+        if i < taken:  # a chain: segment i is already the end of out[-1]
+            out[-1] = (out[-1][0], segments[i + 1][1])
         else:
-            out.append((start, end))
+            out += segments[taken:i]
+            out.append((segments[i][0], segments[i + 1][1]))
+        taken = i + 2
+    out += segments[taken:]
     return out
+
+
+def _gaps(segments: list[Run]) -> list[int]:
+    """Zero bytes between each segment and the next (map over itemgetters: no Python step)."""
+    starts = map(operator.itemgetter(0), segments[1:])
+    return list(map(operator.sub, starts, map(operator.itemgetter(1), segments)))
 
 
 def _dense_enough(segments: list[Run]) -> bool:
@@ -245,33 +257,34 @@ def _densify(segments: list[Run]) -> list[Run]:
     needed_zeros = (segments[-1][1] - segments[0][0] + 1) // 2 - data
     if needed_zeros > data:
         return segments
-    chosen = set()
-    gaps = sorted((segments[i + 1][0] - segments[i][1], i) for i in range(len(segments) - 1))
-    for gap, i in gaps:
+    chosen = []
+    for gap, i in sorted(zip(_gaps(segments), itertools.count())):
         if needed_zeros <= 0:
             break
-        chosen.add(i)
+        chosen.append(i)
         needed_zeros -= gap
-    return _merge_gaps(segments, chosen)
+    return _merge_gaps(segments, sorted(chosen))
 
 
 def lay_out(memories: list[list[Run]], limit: int) -> list[list[Run]]:
     """The data segments of every memory, from its runs; at most `limit` in all."""
     per_memory = [_densify(runs) for runs in memories]
     excess = sum(map(len, per_memory)) - max(limit, 0)
-    if excess > 0:
-        # Merge the smallest gaps of all memories (ties: lowest memory, then offset).
-        gaps = [
-            (runs[i + 1][0] - runs[i][1], k, i)
-            for k, runs in enumerate(per_memory)
-            for i in range(len(runs) - 1)
-        ]
-        chosen = heapq.nsmallest(excess, gaps)
-        per_memory = [
-            _merge_gaps(runs, {i for _, kk, i in chosen if kk == k})
-            for k, runs in enumerate(per_memory)
-        ]
-    return per_memory
+    # Merge the `excess` smallest gaps of all memories (ties: lowest memory, then offset):
+    # every gap below the edge length, and the first gaps of the edge length.
+    gaps = [_gaps(runs) for runs in per_memory] if excess > 0 else []
+    smallest = heapq.nsmallest(max(excess, 0), itertools.chain.from_iterable(gaps))
+    if not smallest:
+        return per_memory  # within the limit, or nothing left to merge
+    edge, ties = smallest[-1], smallest.count(smallest[-1])
+    merged = []
+    for runs, mine in zip(per_memory, gaps):
+        indices = range(len(mine))
+        tied = list(itertools.islice(itertools.compress(indices, map(edge.__eq__, mine)), ties))
+        ties -= len(tied)
+        below = itertools.compress(indices, map(edge.__gt__, mine))
+        merged.append(_merge_gaps(runs, sorted([*below, *tied])))
+    return merged
 
 
 def encode_segments(memory: int, runs: list[Run], view: memoryview, is64: bool) -> list[bytes]:

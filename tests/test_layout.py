@@ -61,6 +61,30 @@ def test_segment_limit_merges_smallest_gaps(data: bytes, limit: int) -> None:
     assert _covers(data, segments)
 
 
+def _merged_by_definition(memories: list[list[tuple[int, int]]], limit: int) -> list[list[tuple[int, int]]]:
+    """The `excess` smallest (gap, memory, index) triples, merged one by one."""
+    excess = sum(map(len, memories)) - limit
+    gaps = sorted(
+        (runs[i + 1][0] - runs[i][1], k, i) for k, runs in enumerate(memories) for i in range(len(runs) - 1)
+    )
+    out = [list(runs) for runs in memories]
+    for _, k, i in sorted(gaps[: max(excess, 0)], key=lambda g: (g[1], -g[2])):
+        out[k][i : i + 2] = [(out[k][i][0], out[k][i + 1][1])]  # from the right: indices hold
+    return out
+
+
+# Runs apart by few distinct gap lengths: many ties for the merge to break.
+tied_memories = st.lists(st.sampled_from([b"\1" + bytes(8), b"\2" + bytes(9), b"\3" + bytes(30)]),
+                         max_size=40).map(b"".join)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(memories | tied_memories, min_size=1, max_size=3), st.integers(1, 60))
+def test_segment_limit_merges_exactly_the_smallest_gaps(data: list[bytes], limit: int) -> None:
+    runs = [find_runs(memoryview(bytearray(d))) for d in data]  # small: nothing to densify
+    assert lay_out(runs, limit) == _merged_by_definition(runs, limit)
+
+
 def test_budget_estimate_keeps_about_the_budget() -> None:
     data = bytearray(8 << 20)
     rng = random.Random(1)
