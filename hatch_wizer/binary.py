@@ -31,6 +31,9 @@ def read_byte(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 def _read_leb(buf: bytes, pos: int, bits: int, signed: bool) -> tuple[int, int]:
+    if pos < len(buf) and buf[pos] < 0x80:  # one byte, as most are: no loop
+        byte = buf[pos]
+        return (byte - 0x80 if signed and byte & 0x40 else byte), pos + 1
     result = shift = 0
     start = pos
     while True:
