@@ -236,8 +236,8 @@ def dump_globals_body(globals_: list[tuple[int, str]], scratch: int) -> bytes:
     code = bytearray(b"\x00")  # no locals
     # if memory.size < pages: memory.grow(pages - memory.size) (a 0-page scratch to begin with)
     code += _i32(pages) + b"\x3f" + uleb(scratch) + b"\x6b\x40" + uleb(scratch) + b"\x1a"
+    stores = {valtype: op + _memarg(0, scratch) for valtype, op in _STORES.items()}
     for slot, (index, valtype) in enumerate(globals_):
-        code += _i32(slot * GLOBAL_SLOT) + b"\x23" + uleb(index)
-        code += _STORES[valtype] + _memarg(0, scratch)
+        code += _i32(slot * GLOBAL_SLOT) + b"\x23" + uleb(index) + stores[valtype]
     code += b"\x0b"
     return uleb(len(code)) + bytes(code)
