@@ -130,3 +130,11 @@ def test_input_is_never_modified(module: Path, tmp_path: Path) -> None:
 def test_version() -> None:
     result = run_cli("--version")
     assert result.returncode == 0 and result.stdout.startswith(b"hatch-wizer ")
+
+
+def test_one_module_loads_no_build_machinery() -> None:
+    # Start-up is most of a small module's run: the CLI imports what one module needs.
+    heavy = ("tomllib", "tomli", "concurrent.futures", "difflib", "hatch_wizer.project", "wasmtime")
+    code = f"import sys, hatch_wizer.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert result.stdout.strip() == b"[]", result.stderr.decode()
