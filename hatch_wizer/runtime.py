@@ -380,8 +380,13 @@ def _worth_a_rival(wasm: bytes, options: WizenOptions) -> bool:
         return False
     if any(p.writable for p in options.preopens):
         return False
-    stdin_inherited = options.allow_wasi and options.inherit_stdio and not options.reproducible
-    return not stdin_inherited or _stdin_is_not_data()
+    return not (options.allow_wasi and _gives_stdin(options)) or _stdin_is_not_data()
+
+
+def _gives_stdin(options: WizenOptions) -> bool:
+    """Whether init reads this process's stdin (reproducible init reads none: input would make
+    the snapshot depend on the build)."""
+    return options.inherit_stdio and not options.reproducible
 
 
 def _stdin_is_not_data() -> bool:
@@ -416,7 +421,7 @@ def _wasi_config(options: WizenOptions, captured: Path | None = None) -> wasmtim
             "on the build machine; pass variables with env, or turn reproducible off"
         )
     if options.inherit_stdio:
-        if not options.reproducible:  # input would make the snapshot depend on the build
+        if _gives_stdin(options):
             wasi.inherit_stdin()
         if captured:
             wasi.stdout_file = str(captured / "stdout")
