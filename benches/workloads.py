@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from benches.fetch import Downloads
 
-__all__ = ["WORKLOADS", "Workload", "build_all", "pcre_to_ere"]
+__all__ = ["WORKLOADS", "Workload", "build_all", "pcre_to_ere", "qjs_with_init"]
 
 SOURCES = Path(__file__).parent / "workloads"
 CLANG_FLAGS = (
@@ -175,7 +175,7 @@ def _wat_bytes(data: bytes) -> str:
     )
 
 
-def _qjs_with_init(reactor: Path, prelude: Path, out: Path) -> Path:
+def qjs_with_init(reactor: Path, prelude: Path, out: Path) -> Path:
     """Adds `wizer-initialize` (qjs_init, then JS_Eval of the prelude) and `run` (JS_Eval of
     `check()`, as an i32) to the QuickJS-NG reactor, through its text form."""
     blob = prelude.read_bytes() + b"\0check()\0<prelude>\0"
@@ -322,7 +322,7 @@ def build_all(
         elif name == "qjs":
             wasm = fresh(
                 "qjs.wasm",
-                lambda o: _qjs_with_init(downloads.qjs_reactor, SOURCES / "prelude.js", o),
+                lambda o: qjs_with_init(downloads.qjs_reactor, SOURCES / "prelude.js", o),
             )
             made.append(Workload(name, wasm, "QuickJS-NG reactor + JS prelude", wasi=True))
         elif name == "cpython":

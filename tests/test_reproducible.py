@@ -311,21 +311,6 @@ def test_preopens_are_given_in_sorted_order(tmp_path: Path) -> None:
         assert exports["memory"].read(store, 0, 2) == b"/a"
 
 
-QJS = Path(__file__).parent.parent / "benches/.work/inputs/qjs.wasm"
-
-
-@pytest.mark.skipif(not QJS.is_file(), reason="the QuickJS bench input is not built")
-def test_quickjs_is_deterministic_only_in_reproducible_mode() -> None:
-    # QuickJS seeds Math.random from the clock during init: a real-world case.
-    wasm = QJS.read_bytes()
-    with pytest.raises(InitError, match=r"not deterministic: two runs differ in memory 0 \["):
-        wizen(wasm, WizenOptions(allow_wasi=True, check_determinism=True, inherit_stdio=False))
-    options = WizenOptions(
-        allow_wasi=True, reproducible=True, check_determinism=True, inherit_stdio=False
-    )
-    assert wizen(wasm, options) == wizen(wasm, options)
-
-
 def test_build_front_ends_show_the_nondeterminism_warning(tmp_path: Path) -> None:
     (tmp_path / "m.wasm").write_bytes(wasm_of(CLOCK_WAT))
     (tmp_path / "pyproject.toml").write_text(
