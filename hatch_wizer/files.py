@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
+import stat
 from pathlib import Path
 
 __all__ = ["file_hash", "tree_hash", "write_atomically"]
@@ -13,10 +13,14 @@ __all__ = ["file_hash", "tree_hash", "write_atomically"]
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Write via a temp file beside `path`, then rename it: a failure or an interruption
-    never leaves a plausible-looking output."""
+    never leaves a plausible-looking output. The file gets the mode a plain write would give:
+    an existing file's, else 0666 less the umask (mkstemp's 0600 would surprise, say, a web
+    server serving the output)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_beside(path)
     try:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.chmod(stat.S_IMODE(path.stat().st_mode))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -24,6 +28,17 @@ def write_atomically(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _create_beside(path: Path) -> tuple[int, Path]:
+    """A new file named like `.NAME.RANDOM.tmp` next to `path`, created with mode 0666 so
+    that the umask applies."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def file_hash(path: Path) -> str:

@@ -91,6 +91,21 @@ def test_failure_exits_one_with_one_line_and_no_output(module: Path, tmp_path: P
     assert list(tmp_path.iterdir()) == [module]
 
 
+def test_outputs_get_the_mode_a_plain_write_gives(module: Path, tmp_path: Path) -> None:
+    # New: 0666 less the umask (not mkstemp's 0600); replaced: the old file's mode.
+    new, old = tmp_path / "new.wasm", tmp_path / "old.wasm"
+    old.write_bytes(b"previous")
+    old.chmod(0o640)
+    for out in (new, old):
+        result = subprocess.run(
+            ["sh", "-c", 'umask 022 && exec "$0" -m hatch_wizer "$1" -o "$2" -q --allow-wasi',
+             sys.executable, str(module), str(out)],
+            capture_output=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    assert (new.stat().st_mode & 0o777, old.stat().st_mode & 0o777) == (0o644, 0o640)
+
+
 def test_failure_keeps_an_existing_output(module: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.wasm"
     out.write_bytes(b"previous")
