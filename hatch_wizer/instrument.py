@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .assemble import Payload, assemble, extend_vector
-from .binary import name, sleb, uleb
+from .binary import name, read_uleb, sleb, uleb
 from .code import check_gc_mutations
 from .errors import InitError, UnsupportedModule
 from .options import DEFAULT_INIT_FUNC, LEGACY_INIT_FUNC, WizenOptions
@@ -23,6 +23,7 @@ from .parse import (
     Module,
     SectionId,
     parse_module,
+    split_sections,
 )
 from .scanner import (
     DUMPABLE,
@@ -66,6 +67,9 @@ class ModuleContext:
     encoders: tuple[str, ...] = ()
     globals_dump: str | None = None  # writes the numeric mutable globals to scratch
     scratch: str | None = None  # the memory the scanners write to
+    # How far the original function bodies moved: a trap's offset in the instrumented module,
+    # less this, is the offset in the input that messages must name.
+    code_moved: int = 0
 
 
 def instrument(wasm: bytes, options: WizenOptions | None = None) -> tuple[ModuleContext, bytes]:
@@ -146,6 +150,7 @@ def instrument_module(
     new = add.sections()
     if not embedded:
         new[SectionId.START] = None
+    instrumented = assemble(module, new)
     context = ModuleContext(
         module=module,
         options=options,
@@ -165,8 +170,18 @@ def instrument_module(
         encoders=encoders,
         globals_dump=globals_dump,
         scratch=scratch,
+        code_moved=_code_moved(module, instrumented),
     )
-    return context, assemble(module, new)
+    return context, instrumented
+
+
+def _code_moved(module: Module, instrumented: bytes) -> int:
+    before = module.section(SectionId.CODE)
+    after = next((s for s in split_sections(instrumented) if s.id == SectionId.CODE), None)
+    if before is None or after is None:
+        return 0
+    bodies_after = read_uleb(instrumented, after.payload_start)[1]
+    return bodies_after - read_uleb(module.wasm, before.payload_start)[1]
 
 
 def _export(export_name: str, kind: ExternKind, index: int) -> bytes:

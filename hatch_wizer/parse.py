@@ -29,6 +29,7 @@ __all__ = [
     "SectionId",
     "Table",
     "parse_module",
+    "split_sections",
 ]
 
 MAGIC: Final = b"\0asm"
@@ -218,7 +219,7 @@ def check_header(wasm: bytes) -> None:
 
 def parse_module(wasm: bytes) -> Module:
     check_header(wasm)
-    sections = _split_sections(wasm)
+    sections = split_sections(wasm)
     p = _Parsed(wasm)
     for sec in sections:
         reader = _SECTION_READERS.get(SectionId(sec.id)) if sec.id <= 13 else None
@@ -267,7 +268,7 @@ def _read_small_type_indices(p: _Parsed, wasm: bytes, sec: Section) -> bool:
     return True
 
 
-def _split_sections(wasm: bytes) -> list[Section]:
+def split_sections(wasm: bytes) -> list[Section]:
     sections = []
     pos = 8
     while pos < len(wasm):

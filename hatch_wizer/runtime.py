@@ -136,12 +136,12 @@ def _message(error: Exception) -> str:
     return "; ".join(dict.fromkeys(lines))
 
 
-def _backtrace(trap: wasmtime.Trap) -> str:
+def _backtrace(trap: wasmtime.Trap, code_moved: int) -> str:
     frames = []
     for frame in trap.frames[:8]:
         where = frame.func_name or f"function {frame.func_index}"
         if frame.module_offset is not None and frame.module_offset < 1 << 63:
-            where += f" at {frame.module_offset:#x}"
+            where += f" at {frame.module_offset - code_moved:#x}"
         frames.append(where)
     more = " < ..." if len(trap.frames) > 8 else ""
     return " (in " + " < ".join(frames) + more + ")" if frames else ""
@@ -251,11 +251,12 @@ class Runtime:
             )
             state = WasmtimeState(store, instance, context)
             state.wasi = host
+            moved = context.code_moved
             if context.start is not None:
-                self._call("the start function", lambda: state.call(context.start or ""))
+                self._call("the start function", partial(state.call, context.start), moved)
             if context.call_initialize:
-                self._call(f"`{INITIALIZE}`", lambda: state.call(INITIALIZE))
-            self._call(f"`{context.init_func}`", lambda: state.call(context.init_func))
+                self._call(f"`{INITIALIZE}`", partial(state.call, INITIALIZE), moved)
+            self._call(f"`{context.init_func}`", partial(state.call, context.init_func), moved)
         return state
 
     @contextmanager
@@ -280,7 +281,9 @@ class Runtime:
             if timer is not None:
                 timer.cancel()
 
-    def _call(self, what: str, run: Callable[[], Any]) -> Any:
+    def _call(self, what: str, run: Callable[[], Any], code_moved: int = 0) -> Any:
+        """`run()`, with wasmtime's failures as one-line errors; frames of the instrumented
+        module show offsets in the input (see `ModuleContext.code_moved`)."""
         try:
             return run()
         except wasmtime.ExitTrap as e:
@@ -296,7 +299,7 @@ class Runtime:
                 raise InitError(
                     f"{what} did not finish within {self.options.init_timeout:g} s (--init-timeout)"
                 ) from None
-            raise InitError(f"{what} trapped: {_message(e)}{_backtrace(e)}") from None
+            raise InitError(f"{what} trapped: {_message(e)}{_backtrace(e, code_moved)}") from None
         except wasmtime.WasmtimeError as e:
             unknown = _UNKNOWN_IMPORT.search(str(e))
             if unknown:

@@ -396,12 +396,15 @@ def test_rejections_have_clear_messages(wat: str, error: type[Exception], messag
         wizen(wasm_of(wat), OPTS)
 
 
-def test_trap_in_init_reports_backtrace() -> None:
-    wasm = wasm_of("""(module (func $deep unreachable)
-      (func $init (export "wizer-initialize") (call $deep)))""")
+def test_trap_in_init_reports_backtrace_with_offsets_in_the_input() -> None:
+    # Instrumentation adds exports and functions before the code; offsets must not move.
+    wasm = wasm_of("""(module (memory 1) (global (mut i32) (i32.const 0))
+      (func $deep (param i32) (result i32) (i32.div_u (i32.const 1) (local.get 0)))
+      (func $init (export "wizer-initialize") (drop (call $deep (i32.const 0)))))""")
+    div_u = wasm.index(b"\x20\x00\x6e") + 2  # local.get 0, then i32.div_u
     with pytest.raises(
         InitError,
-        match=r"`wizer-initialize` trapped: .*unreachable.*\(in deep at 0x[0-9a-f]+ < init",
+        match=rf"`wizer-initialize` trapped: .*divide by zero \(in deep at {div_u:#x} < init at",
     ):
         wizen(wasm, OPTS)
 

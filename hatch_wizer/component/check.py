@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Final
 
 from ..binary import read_uleb, section, vector
-from ..parse import SectionId, _split_sections
+from ..parse import SectionId, split_sections
 from .parse import Component, parse_component, reassemble
 from .parse import SectionId as ComponentSection
 
@@ -43,7 +43,7 @@ def stand_in_module(wasm: bytes) -> bytes:
     """A module with the same imports and exports as `wasm` and no code worth compiling."""
     out = [wasm[:8]]
     functions = 0
-    for sec in _split_sections(wasm):
+    for sec in split_sections(wasm):
         if sec.id in _TYPED:
             out.append(wasm[sec.start : sec.end])
         if sec.id == SectionId.FUNCTION:
