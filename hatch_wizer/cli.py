@@ -185,8 +185,9 @@ def _parser() -> argparse.ArgumentParser:
         "--compiler",
         choices=("auto", "cranelift", "winch"),
         default="auto",
-        help="compiler for the init run (default auto: Winch where it can, else Cranelift; a "
-        "long init of a small module runs again on Cranelift's code once that is ready)",
+        help="compiler for the init run (default auto: Winch where it can, else unoptimized "
+        "Cranelift; a long init of a small module runs again on optimized Cranelift code once "
+        "that is ready; cranelift: optimized)",
     )
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")

@@ -85,6 +85,7 @@ class WizenOptions:
     # compiled code (both in per-user cache directories).
     cache: bool = True
     # The compiler for the init run: "auto" takes Winch (fast to compile) where it supports
-    # the module, else Cranelift; a small module's init that outlasts its Cranelift compile
-    # (on another core) runs again on Cranelift's faster code. Or force "cranelift" or "winch".
+    # the module, else Cranelift without optimizations; a small module's init that outlasts
+    # its optimized Cranelift compile (on another core) runs again on that faster code. Or
+    # force "cranelift" (optimized) or "winch".
     compiler: str = "auto"

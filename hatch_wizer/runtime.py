@@ -69,6 +69,7 @@ def _config(
     interruptible: bool,
     winch: bool = False,
     parallel: bool = True,
+    optimize: bool = True,
 ) -> wasmtime.Config:
     if winch:
         features = replace(features, **dict.fromkeys(_NOT_IN_WINCH, False))
@@ -94,6 +95,11 @@ def _config(
     # Turning reference types off aborts the process too; our validator check covers it.
     config.epoch_interruption = interruptible
     config.parallel_compilation = parallel
+    # Nothing unwinds natively through wasm frames here (host functions are Python, wasmtime's
+    # own backtraces walk frame pointers): without unwind info there is less to compile.
+    config.native_unwind_info = False
+    if not optimize:
+        config.cranelift_opt_level = "none"
     if cache:
         config.cache = True
     return config
@@ -163,6 +169,8 @@ class Runtime:
         options = self.options
         # Always interruptible: Ctrl-C must stop an init that runs without a time limit too.
         # A rival compiles on one core, beside the init, and is not worth caching.
+        # Cranelift compiles for one init run: unoptimized, like Winch, it compiles CPython in
+        # 43 s instead of 51. The rival, and a `cranelift` asked for by name, want fast code.
         return wasmtime.Engine(
             _config(
                 options.features,
@@ -170,6 +178,7 @@ class Runtime:
                 interruptible=True,
                 winch=winch,
                 parallel=not rival,
+                optimize=rival or options.compiler == "cranelift",
             )
         )
 
