@@ -11,11 +11,21 @@ from wasmtime import _ffi as ffi
 
 from hatch_wizer import WizenOptions, wizen
 
-__all__ = ["Observed", "assert_same_behaviour", "observe", "wasm_of"]
+__all__ = ["Observed", "assert_same_behaviour", "instantiate_wasi", "observe", "wasm_of"]
 
 
 def wasm_of(text: str) -> bytes:
     return bytes(wasmtime.wat2wasm(text))
+
+
+def instantiate_wasi(wasm: bytes) -> tuple[wasmtime.Store, Any]:
+    """A store and the exports of `wasm`, instantiated under plain wasmtime WASI."""
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    store.set_wasi(wasmtime.WasiConfig())
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    return store, linker.instantiate(store, wasmtime.Module(engine, wasm)).exports(store)
 
 
 def _engine() -> wasmtime.Engine:

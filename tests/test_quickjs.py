@@ -7,12 +7,12 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import pytest
-import wasmtime
 
 from benches.workloads import SOURCES, qjs_with_init
 from hatch_wizer import WizenOptions, wizen
 from hatch_wizer.errors import InitError
 from hatch_wizer.parse import parse_module
+from tests.harness import instantiate_wasi
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +30,7 @@ def qjs(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 def run_check(wasm: bytes, *, init: list[str]) -> int:
     """Instantiate under plain wasmtime WASI, call the `init` exports, then `run()`."""
-    engine = wasmtime.Engine()
-    store = wasmtime.Store(engine)
-    store.set_wasi(wasmtime.WasiConfig())
-    linker = wasmtime.Linker(engine)
-    linker.define_wasi()
-    instance = linker.instantiate(store, wasmtime.Module(engine, wasm))
-    exports = instance.exports(store)
+    store, exports = instantiate_wasi(wasm)
     for name in init:
         exports[name](store)
     result = exports["run"](store)

@@ -15,7 +15,7 @@ import wasmtime
 from hatch_wizer import runtime
 from hatch_wizer.core import wizen
 from hatch_wizer.options import Preopen, WizenOptions
-from tests.harness import wasm_of
+from tests.harness import instantiate_wasi, wasm_of
 
 SPINS = 200_000_000  # ~0.13 s under Cranelift, twice that under Winch
 
@@ -69,13 +69,8 @@ def test_long_init_runs_again_on_cranelift_with_one_copy_of_its_output(tmp_path:
 
 
 def count_after_init(wizened: bytes) -> int:
-    engine = wasmtime.Engine()
-    store = wasmtime.Store(engine)
-    store.set_wasi(wasmtime.WasiConfig())
-    linker = wasmtime.Linker(engine)
-    linker.define_wasi()
-    instance = linker.instantiate(store, wasmtime.Module(engine, wizened))
-    count = instance.exports(store)["count"]
+    store, exports = instantiate_wasi(wizened)
+    count = exports["count"]
     assert isinstance(count, wasmtime.Global)
     return int(count.value(store))
 
