@@ -232,19 +232,28 @@ modules = ["**/*.wasm"]
 
 LOOP_WAT = """(module (memory (export "memory") 1)
   (func (export "wizer-initialize") (loop $l (i32.store (i32.const 0) (i32.const 1)) (br $l))))"""
+# Over runtime.STOPPABLE_MAX_BYTES: compiled by Cranelift, its init cannot be stopped, only left.
+BIG_LOOP_WAT = LOOP_WAT.replace(
+    "1)", f'20) (data (i32.const 0) "{"x" * 1_200_000}")', 1
+)
+SIZES = {"small": (LOOP_WAT, []), "big": (BIG_LOOP_WAT, ["--compiler", "cranelift"])}
 
 
 @pytest.mark.parametrize(
     "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
 )
 @pytest.mark.parametrize("timeout", ["0", "600"], ids=["no-limit", "limit"])
-def test_interrupted_run_leaves_no_output(tmp_path: Path, sig: int, timeout: str) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_interrupted_run_leaves_no_output(
+    tmp_path: Path, sig: int, timeout: str, size: str
+) -> None:
+    wat, flags = SIZES[size]
     source = tmp_path / "in.wat"
-    source.write_text(LOOP_WAT)
+    source.write_text(wat)
     out = tmp_path / "out.wasm"
     proc = subprocess.Popen(
         [sys.executable, "-m", "hatch_wizer", str(source), "-o", str(out), "--init-timeout",
-         timeout],
+         timeout, *flags],
         stderr=subprocess.PIPE,
     )  # fmt: skip
     assert proc.stderr is not None
@@ -268,21 +277,49 @@ def test_interrupted_run_leaves_no_output(tmp_path: Path, sig: int, timeout: str
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wat"]
 
 
-def test_library_callers_get_keyboard_interrupt_from_an_endless_init() -> None:
-    # Ctrl-C reaches wasm through the epoch even with no time limit (in a child: signals go to
-    # the main thread of the process, which here would be pytest's).
+def test_an_endless_init_that_cannot_be_stopped_is_left_at_its_time_limit() -> None:
+    # In a child, which then ends as usual: the init's thread spins on until then.
+    code = """
+import time
+from hatch_wizer import wizen, WizenOptions
+from hatch_wizer.errors import InitError
+from tests.harness import wasm_of
+from tests.test_safety import BIG_LOOP_WAT
+start = time.monotonic()
+try:
+    wizen(wasm_of(BIG_LOOP_WAT), WizenOptions(init_timeout=1, compiler="cranelift", cache=False))
+except InitError as e:
+    print(e, round(time.monotonic() - start))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, timeout=60, cwd=Path(__file__).parent.parent
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    message, seconds = result.stdout.decode().strip().rsplit(" ", 1)
+    assert message == "`wizer-initialize` did not finish within 1 s (--init-timeout)"
+    assert int(seconds) <= 3
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_library_callers_get_keyboard_interrupt_from_an_endless_init(size: str) -> None:
+    # Ctrl-C ends the wait even with no time limit (in a child: signals go to the main thread
+    # of the process, which here would be pytest's).
+    compiler = (SIZES[size][1] or ["auto"])[-1]
     code = f"""
 import os, signal, threading, time
 from hatch_wizer import wizen, WizenOptions
 from tests.harness import wasm_of
+from tests.test_safety import SIZES
+wat = SIZES[{size!r}][0]
 threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
 start = time.monotonic()
 try:
-    wizen(wasm_of({LOOP_WAT!r}), WizenOptions(init_timeout=None, cache=False))
+    wizen(wasm_of(wat), WizenOptions(init_timeout=None, compiler={compiler!r}, cache=False))
 except KeyboardInterrupt:
     print("interrupted after", round(time.monotonic() - start))
 """
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, timeout=60, cwd=Path(__file__).parent.parent
     )
+    assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().strip() in ("interrupted after 1", "interrupted after 2"), result

@@ -54,6 +54,7 @@ class ComponentRuntime:
         self.engine = self.runtime.engine
 
     def compile(self, wasm: bytes) -> wc.Component:
+        self.engine = self.runtime.cranelift_for(wasm)
         try:
             return wc.Component(self.engine, wasm)
         except wasmtime.WasmtimeError as e:
@@ -86,18 +87,21 @@ class ComponentRuntime:
             self._stub_imports(linker, component, lambda name: not name.startswith("wasi:"))
         else:
             linker.define_unknown_imports_as_traps(component)
-        run = self.runtime._call
-        with self.runtime._deadline():
-            instance = run(
+        call = self.runtime._call
+
+        def run() -> Session:
+            instance = call(
                 "instantiating the component", lambda: linker.instantiate(store, component)
             )
             session = Session(store, instance, self.runtime)
             func = _find_func(store, instance, context.init)
             args = _arguments(store, func, context.init)
             what = f"`{context.init.text}`"
-            session.results = run(what, lambda: func(store, *args))
-            run(what, lambda: func.post_return(store))
-        return session
+            session.results = call(what, lambda: func(store, *args))
+            call(what, lambda: func.post_return(store))
+            return session
+
+        return self.runtime.run_init(run)
 
     def _stub_imports(
         self, linker: wc.Linker, component: wc.Component, wanted: Callable[[str], bool]
