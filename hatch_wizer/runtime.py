@@ -218,7 +218,7 @@ class Runtime:
                 if self.options.compiler == "winch":
                     raise InvalidModule(f"Winch cannot compile the module: {_message(e)}") from None
             else:
-                self.run_engine, self.compiler = winch, "winch"
+                self.run_engine, self.compiler, self.stoppable = winch, "winch", True
                 if self.options.compiler == "auto" and _worth_a_rival(wasm, self.options):
                     self._rival = _Rival(self._engine(winch=False, rival=True), wasm, winch)
                 return module
