@@ -75,7 +75,7 @@ class WizenOptions:
     features: Features = field(default_factory=Features)
     # Data segments the output may hold in all (the engines' limit is 100,000).
     max_data_segments: int = 100_000
-    # Seconds init may run before it is interrupted; None means no limit.
+    # Seconds init may run before it is given up on; None means no limit.
     init_timeout: float | None = 600.0
     # Reproducible init: fixed clocks (SOURCE_DATE_EPOCH), seeded random_get, no stdin.
     reproducible: bool = False

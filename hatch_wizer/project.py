@@ -63,7 +63,7 @@ def wizen_modules(
         return wizen_module(module, report=partial(report, module) if report else None)
 
     workers = min(len(modules), os.cpu_count() or 1)
-    if workers <= 1:  # on this thread, where a signal interrupts init directly
+    if workers <= 1:  # on this thread, whose wait for init a signal ends directly
         for module in modules:
             yield module, *run(module)
         return

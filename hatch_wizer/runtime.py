@@ -73,7 +73,7 @@ def _config(
     features: Features,
     *,
     cache: bool,
-    interruptible: bool,
+    stoppable: bool,
     winch: bool = False,
     parallel: bool = True,
     optimize: bool = True,
@@ -100,7 +100,7 @@ def _config(
     config.wasm_wide_arithmetic = features.wide_arithmetic
     config.wasm_custom_page_sizes = features.custom_page_sizes
     # Turning reference types off aborts the process too; our validator check covers it.
-    config.epoch_interruption = interruptible
+    config.epoch_interruption = stoppable  # init can be stopped, not only left (`run_init`)
     config.parallel_compilation = parallel
     # Nothing unwinds natively through wasm frames here (host functions are Python, wasmtime's
     # own backtraces walk frame pointers): without unwind info there is less to compile.
@@ -184,7 +184,7 @@ class Runtime:
             _config(
                 options.features,
                 cache=options.cache and not rival,
-                interruptible=stoppable,
+                stoppable=stoppable,
                 winch=winch,
                 parallel=not rival,
                 optimize=rival or options.compiler == "cranelift",

@@ -236,7 +236,7 @@ LOOP_WAT = """(module (memory (export "memory") 1)
 BIG_LOOP_WAT = LOOP_WAT.replace(
     "1)", f'20) (data (i32.const 0) "{"x" * 1_200_000}")', 1
 )
-SIZES = {"small": (LOOP_WAT, []), "big": (BIG_LOOP_WAT, ["--compiler", "cranelift"])}
+SIZES = {"small": (LOOP_WAT, "auto"), "big": (BIG_LOOP_WAT, "cranelift")}
 
 
 @pytest.mark.parametrize(
@@ -247,13 +247,13 @@ SIZES = {"small": (LOOP_WAT, []), "big": (BIG_LOOP_WAT, ["--compiler", "cranelif
 def test_interrupted_run_leaves_no_output(
     tmp_path: Path, sig: int, timeout: str, size: str
 ) -> None:
-    wat, flags = SIZES[size]
+    wat, compiler = SIZES[size]
     source = tmp_path / "in.wat"
     source.write_text(wat)
     out = tmp_path / "out.wasm"
     proc = subprocess.Popen(
         [sys.executable, "-m", "hatch_wizer", str(source), "-o", str(out), "--init-timeout",
-         timeout, *flags],
+         timeout, "--compiler", compiler],
         stderr=subprocess.PIPE,
     )  # fmt: skip
     assert proc.stderr is not None
@@ -304,7 +304,7 @@ except InitError as e:
 def test_library_callers_get_keyboard_interrupt_from_an_endless_init(size: str) -> None:
     # Ctrl-C ends the wait even with no time limit (in a child: signals go to the main thread
     # of the process, which here would be pytest's).
-    compiler = (SIZES[size][1] or ["auto"])[-1]
+    compiler = SIZES[size][1]
     code = f"""
 import os, signal, threading, time
 from hatch_wizer import wizen, WizenOptions

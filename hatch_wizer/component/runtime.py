@@ -63,7 +63,7 @@ class ComponentRuntime:
     def check(self, wasm: bytes) -> None:
         """Compile `wasm` (a stand-in, see `check.py`) only to validate it: unoptimized, not
         cached, with the features the options allow."""
-        config = _config(self.options.features, cache=False, interruptible=False)
+        config = _config(self.options.features, cache=False, stoppable=False)
         config.cranelift_opt_level = "none"
         try:
             wc.Component(wasmtime.Engine(config), wasm)
