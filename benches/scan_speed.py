@@ -15,7 +15,7 @@ import time
 
 import wasmtime
 
-from hatch_wizer.instrument import instrument
+from hatch_wizer import instrument
 from hatch_wizer.layout import data_segment_overhead
 from hatch_wizer.options import WizenOptions
 from hatch_wizer.runtime import Runtime

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-# `core` imports the pure modules only (wasmtime loads on the first `wizen()`), so this stays
-# cheap for build hooks. Importing it first matters: the submodules `instrument` and `snapshot`
-# would otherwise shadow the functions of the same names as attributes of the package.
+# Cheap: the pipeline and wasmtime load on the first call of these functions.
 from .core import instrument, snapshot, wizen
 from .errors import WizerError
 from .options import Features, Preload, Preopen, WizenOptions

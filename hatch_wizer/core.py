@@ -1,4 +1,8 @@
-"""The wizening pipeline: validate, instrument, run init on wasmtime, snapshot, rewrite."""
+"""The wizening pipeline: validate, instrument, run init on wasmtime, snapshot, rewrite.
+
+Each entry point imports the pipeline when called, so that importing the package stays cheap:
+a CLI run whose result is cached never loads the parser, the instrumentation or wasmtime.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +13,30 @@ from typing import TYPE_CHECKING
 
 from .cache import ResultCache, result_key
 from .errors import InitError
-from .instrument import ModuleContext, instrument
 from .options import WizenOptions
-from .snapshot import InstanceState
 
 if TYPE_CHECKING:
     from .component import Stages
+    from .instrumentation import ModuleContext
+    from .state import InstanceState
 
 __all__ = ["Report", "instrument", "snapshot", "wizen"]
 
 Report = Callable[[str], None]
 
 
+def instrument(wasm: bytes, options: WizenOptions | None = None) -> tuple[ModuleContext, bytes]:
+    """Parse, check and instrument `wasm`; run the returned bytes, then call `snapshot()`."""
+    from .instrumentation import instrument_module
+    from .parse import parse_module
+
+    return instrument_module(parse_module(wasm), options or WizenOptions())
+
+
 def snapshot(context: ModuleContext, state: InstanceState) -> bytes:
     """The pre-initialized module, from an instance of `instrument()`'s output after init."""
     from .rewrite import rewrite
-    from .snapshot import take_snapshot
+    from .state import take_snapshot
 
     return rewrite(context, take_snapshot(context, state))
 
@@ -53,7 +65,7 @@ def wizen(
 
 
 def _wizen(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
-    from .instrument import instrument_module
+    from .instrumentation import instrument_module
     from .parse import check_header, is_component, parse_module
     from .runtime import Runtime  # the only import of wasmtime
 

@@ -7,8 +7,8 @@ import re
 from collections.abc import Iterator
 from typing import Final
 
-from .instrument import ModuleContext
-from .snapshot import InstanceState, read_globals
+from .instrumentation import ModuleContext
+from .state import InstanceState, read_globals
 
 __all__ = ["describe", "differences"]
 

@@ -10,9 +10,9 @@ from itertools import groupby
 
 from .assemble import Payload, assemble
 from .binary import offset_expr, sleb, uleb, vector
-from .instrument import INITIALIZE, ModuleContext
+from .instrumentation import INITIALIZE, ModuleContext
 from .parse import EXTERNREF, FUNCREF, Limits, SectionId
-from .snapshot import Ref, Snapshot
+from .state import Ref, Snapshot
 
 __all__ = ["rewrite"]
 

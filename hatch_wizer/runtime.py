@@ -31,11 +31,11 @@ from wasmtime import _ffi as ffi
 from wasmtime._extern import wrap_extern
 
 from .errors import ConfigError, InitError, InvalidModule
-from .instrument import INITIALIZE, ModuleContext
+from .instrumentation import INITIALIZE, ModuleContext
 from .interrupts import INIT_GROUP
 from .options import Features, WizenOptions
 from .scanner import GLOBAL_SLOT
-from .snapshot import Ref, TableState
+from .state import Ref, TableState
 from .wasi import WASI_MODULE, Errno, WasiHost
 
 __all__ = ["Runtime", "WasmtimeState"]

@@ -153,3 +153,20 @@ def test_one_module_loads_no_build_machinery() -> None:
     code = f"import sys, hatch_wizer.cli; print([m for m in {heavy!r} if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert result.stdout.strip() == b"[]", result.stderr.decode()
+
+
+def test_a_cached_result_loads_neither_pipeline_nor_wasmtime(module: Path, tmp_path: Path) -> None:
+    # A Makefile rebuilding unchanged modules pays only start-up and a hash per module.
+    out = tmp_path / "out.wasm"
+    args = [str(module), "-o", str(out), "--allow-wasi", "-q"]
+    assert run_cli(*args).returncode == 0
+    first = out.read_bytes()
+    out.unlink()
+    pipeline = ("hatch_wizer.parse", "hatch_wizer.instrumentation", "hatch_wizer.state", "wasmtime")
+    code = (
+        "import sys; from hatch_wizer.cli import main; main(sys.argv[1:]); "
+        f"print([m for m in {pipeline!r} if m in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, timeout=60)
+    assert result.stdout.strip() == b"[]", result.stderr.decode()
+    assert out.read_bytes() == first

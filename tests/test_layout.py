@@ -121,7 +121,7 @@ def test_wasm_scanner_finds_the_same_runs_as_python(
 ) -> None:
     import wasmtime
 
-    from hatch_wizer.instrument import instrument
+    from hatch_wizer import instrument
     from hatch_wizer.options import Features, WizenOptions
     from hatch_wizer.runtime import Runtime
 

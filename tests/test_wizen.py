@@ -441,6 +441,14 @@ def test_component_given_to_the_core_path() -> None:
         instrument(b"\0asm\x0d\x00\x01\x00")
 
 
+def test_the_two_step_functions_stay_functions_after_a_run() -> None:
+    # The pipeline loads on the first call; no submodule may take over their names.
+    import hatch_wizer
+
+    wizen(wasm_of("(module (func (export \"wizer-initialize\")))"), OPTS)
+    assert callable(hatch_wizer.instrument) and callable(hatch_wizer.snapshot)
+
+
 def test_type_error_names_the_offset() -> None:
     # (func (result i32)) with an empty body: fails validation, not parsing.
     wasm = bytes.fromhex("0061736d010000000105016000017f030201000a040102000b")

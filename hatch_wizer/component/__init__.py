@@ -20,7 +20,7 @@ class Stages(Protocol):
 
 def wizen_component(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
     """Run the component's init call and return a component that starts in the result."""
-    from ..snapshot import take_snapshot
+    from ..state import take_snapshot
     from .check import stand_in_component
     from .instrument import instrument_component
     from .rewrite import rewrite_component

@@ -31,7 +31,7 @@ from typing import Final
 
 from ..binary import name, section, sleb, uleb, vector
 from ..errors import InitError, UnsupportedModule
-from ..instrument import ModuleContext, instrument_module
+from ..instrumentation import ModuleContext, instrument_module
 from ..options import WizenOptions
 from ..parse import EXTERNREF, FUNCREF, Limits, parse_module
 from .barrier import WRITES_EXPORT, WriteSite, add_barriers, write_sites

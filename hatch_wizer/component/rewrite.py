@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import UnsupportedModule
 from ..rewrite import rewrite
-from ..snapshot import Snapshot
+from ..state import Snapshot
 from .instrument import ComponentContext, ModuleAccess
 from .parse import Component, reassemble
 

@@ -23,7 +23,7 @@ from ..errors import ConfigError, InitError, InvalidModule, UnsupportedModule
 from ..options import WizenOptions
 from ..parse import function_name
 from ..runtime import Runtime, _config, _message, _wasi_config
-from ..snapshot import TableState
+from ..state import TableState
 from .instrument import CHUNK, SCAN_UNIT, ComponentContext, InitCall, ModuleAccess
 from .wave import parse_args
 

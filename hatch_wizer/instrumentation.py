@@ -22,7 +22,6 @@ from .parse import (
     FuncType,
     Module,
     SectionId,
-    parse_module,
     split_sections,
 )
 from .scanner import (
@@ -34,7 +33,7 @@ from .scanner import (
     scan_body,
 )
 
-__all__ = ["RESERVED_PREFIX", "ModuleContext", "instrument", "instrument_module"]
+__all__ = ["RESERVED_PREFIX", "ModuleContext", "instrument_module"]
 
 RESERVED_PREFIX = "__wizer_"
 NO_PARAMS_NO_RESULTS = b"\x60\x00\x00"
@@ -70,11 +69,6 @@ class ModuleContext:
     # How far the original function bodies moved: a trap's offset in the instrumented module,
     # less this, is the offset in the input that messages must name.
     code_moved: int = 0
-
-
-def instrument(wasm: bytes, options: WizenOptions | None = None) -> tuple[ModuleContext, bytes]:
-    """Parse, check and instrument `wasm`; run the returned bytes, then call `snapshot()`."""
-    return instrument_module(parse_module(wasm), options or WizenOptions())
 
 
 def instrument_module(

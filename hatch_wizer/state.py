@@ -7,7 +7,7 @@ from functools import partial
 from typing import Final, Protocol
 
 from .errors import InitError, UnsupportedModule
-from .instrument import ModuleContext
+from .instrumentation import ModuleContext
 from .layout import encode_segments, find_runs, lay_out
 from .scanner import DUMPABLE
 
