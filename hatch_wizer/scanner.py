@@ -34,7 +34,7 @@ FROM, TO, SPLIT = 0, 1, 2
 POS, START, ZEROS, WORD = 3, 4, 5, 6  # i64
 OUT, COUNT = 7, 8  # i32
 
-BLOCK, LOOP, IF, END, BR, BR_IF, RETURN = 0x02, 0x03, 0x04, 0x0B, 0x0C, 0x0D, 0x0F
+BLOCK, LOOP, IF, ELSE, END, BR, BR_IF, RETURN = 0x02, 0x03, 0x04, 0x05, 0x0B, 0x0C, 0x0D, 0x0F
 EMPTY = 0x40
 V128_OR, V128_ANY_TRUE, I8X16_ALL_TRUE = b"\xfd\x50", b"\xfd\x53", b"\xfd\x63"
 
@@ -149,7 +149,17 @@ def scan_body(memory: int, is64: bool, scratch: int, simd: bool = False) -> byte
     b.emit(_get(POS), _i64(7), 0x7C, _set(POS), _i64(0), _set(ZEROS), BR, 2, END)
     # Eight zero bytes: count the first seven here, and the last as the single byte below.
     b.emit(_get(WORD), 0x50, IF, EMPTY)
-    b.emit(_get(ZEROS), _i64(7), 0x7C, _set(ZEROS), _get(POS), _i64(7), 0x7C, _set(POS), END, END)
+    b.emit(_get(ZEROS), _i64(7), 0x7C, _set(ZEROS), _get(POS), _i64(7), 0x7C, _set(POS), ELSE)
+    # Zero and non-zero bytes mixed, as in arrays of small numbers. A gap inside the word has
+    # at most 6 zeros, so from a split of 7 only its edges matter: the leading zero bytes
+    # (ctz / 8) may close a gap begun before it, and the trailing ones (clz / 8) begin one.
+    b.emit(_get(SPLIT), _i32(6), 0x4B, IF, EMPTY)  # split > 6
+    leading = _get(WORD) + b"\x7a" + _i64(3) + b"\x88"  # i64.ctz, shr_u
+    b.emit(_get(ZEROS), leading, 0x7C, _get(SPLIT), 0xAD, 0x5A, IF, EMPTY)  # a gap to split at
+    _emit_run(b, _get(POS) + _get(ZEROS) + b"\x7d")
+    b.emit(_get(POS), leading, 0x7C, _set(POS), BR, 5, END)  # next run: its first byte
+    b.emit(_get(WORD), b"\x79", _i64(3), 0x88, _set(ZEROS))  # i64.clz, shr_u
+    b.emit(_get(POS), _i64(7), 0x7C, _set(POS), BR, 3, END, END, END)
     b.emit(b.load8(POS), IF, EMPTY, _i64(0), _set(ZEROS), BR, 1, END)
     b.emit(_get(ZEROS), _i64(1), 0x7C, _set(ZEROS))
     b.emit(_get(ZEROS), _get(SPLIT), 0xAD, 0x54, BR_IF, 0)  # fewer than split zeros: go on
