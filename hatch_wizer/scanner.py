@@ -5,9 +5,9 @@ Compiled with the module, they work at machine speed where Python would step thr
 `scan(from: i64, to: i64, split: i32) -> i32` writes the runs of `[from, to)` that are separated
 by at least `split` zero bytes as (start, end) i64 pairs to the start of a scratch memory, and
 returns how many it wrote. Zeros are skipped 32 bytes at a time (64 with SIMD), and the bytes
-of a run that hold no zero 8 at a time (the `haszero` bit trick; 16 with SIMD). `encode(count,
-out) -> end` turns such pairs into encoded active data segments (see `encode_body`), so Python
-handles one blob per memory.
+of a run that hold no zero 8 at a time (the `haszero` bit trick; with SIMD 16, then 64).
+`encode(count, out) -> end` turns such pairs into encoded active data segments (see
+`encode_body`), so Python handles one blob per memory.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ OUT, COUNT = 7, 8  # i32
 BLOCK, LOOP, IF, ELSE, END, BR, BR_IF, RETURN = 0x02, 0x03, 0x04, 0x05, 0x0B, 0x0C, 0x0D, 0x0F
 EMPTY = 0x40
 V128_OR, V128_ANY_TRUE, I8X16_ALL_TRUE = b"\xfd\x50", b"\xfd\x53", b"\xfd\x63"
+I8X16_MIN_U = b"\xfd\x77"
 
 
 def _get(i: int) -> bytes:
@@ -136,11 +137,18 @@ def scan_body(memory: int, is64: bool, scratch: int, simd: bool = False) -> byte
     b.emit(_get(POS), _get(TO), 0x5A, IF, EMPTY)
     _emit_run(b, _get(POS) + _get(ZEROS) + b"\x7d")
     b.emit(BR, 3, END)  # done
-    # Sixteen bytes without a zero byte: skip them all (dense memory: 6.2 -> 9.6 GB/s).
+    # Sixteen bytes without a zero byte: skip them, then 64 at a time while no byte is zero
+    # (the unsigned minimum of four vectors has a zero byte where one of them has).
     if simd:
         b.emit(_get(POS), _i64(16), 0x7C, _get(TO), 0x58, IF, EMPTY)  # pos + 16 <= to
         b.emit(b.load128_at(POS, 0), I8X16_ALL_TRUE, IF, EMPTY)
-        b.emit(_get(POS), _i64(15), 0x7C, _set(POS), _i64(0), _set(ZEROS), BR, 2, END, END)
+        b.emit(_get(POS), _i64(16), 0x7C, _set(POS), BLOCK, EMPTY, LOOP, EMPTY)
+        b.emit(_get(POS), _i64(64), 0x7C, _get(TO), 0x56, BR_IF, 1)  # pos + 64 > to
+        b.emit(b.load128_at(POS, 0), b.load128_at(POS, 16), I8X16_MIN_U, b.load128_at(POS, 32))
+        b.emit(I8X16_MIN_U, b.load128_at(POS, 48), I8X16_MIN_U, I8X16_ALL_TRUE, 0x45, BR_IF, 1)
+        b.emit(_get(POS), _i64(64), 0x7C, _set(POS), BR, 0, END, END)
+        # The loop above advances pos by one before it looks at a byte.
+        b.emit(_get(POS), _i64(1), 0x7D, _set(POS), _i64(0), _set(ZEROS), BR, 2, END, END)
     # Eight bytes without a zero byte: skip them all.
     b.emit(_get(POS), _i64(8), 0x7C, _get(TO), 0x58, IF, EMPTY)  # pos + 8 <= to
     b.emit(b.load64(POS), _set(WORD))
