@@ -20,7 +20,7 @@ from typing import Final
 
 from .binary import offset_expr, uleb
 
-__all__ = ["Run", "data_segment_overhead", "encode_segments", "find_runs", "lay_out"]
+__all__ = ["Run", "data_bytes", "data_segment_overhead", "encode_segments", "find_runs", "lay_out"]
 
 SCAN_PAGE: Final = 64 * 1024
 SMALL_PAGE: Final = 4096
@@ -172,7 +172,7 @@ def _threshold_for(scan: Scan, pages: list[int], size: int, split: int, budget: 
     gaps: list[int] = []
     for page in pages[::step]:
         runs = scan(page, min(page + SCAN_PAGE, size), split)
-        gaps += [start - end for (_, end), (start, _) in itertools.pairwise(runs)]
+        gaps += _gaps(runs)
     allowed = int(0.9 * budget / step)
     if len(gaps) <= allowed:
         return split
@@ -240,12 +240,17 @@ def _gaps(segments: list[Run]) -> list[int]:
     return list(map(operator.sub, starts, map(operator.itemgetter(1), segments)))
 
 
+def data_bytes(runs: list[Run]) -> int:
+    """The bytes the runs cover (map over itemgetters: no Python step per run)."""
+    ends, starts = map(operator.itemgetter(1), runs), map(operator.itemgetter(0), runs)
+    return sum(map(operator.sub, ends, starts))
+
+
 def _dense_enough(segments: list[Run]) -> bool:
     if not segments:
         return True
     extent = segments[-1][1] - segments[0][0]
-    data = sum(end - start for start, end in segments)
-    return extent <= DENSE_IMAGE_SIZE or 2 * data >= extent
+    return extent <= DENSE_IMAGE_SIZE or 2 * data_bytes(segments) >= extent
 
 
 def _densify(segments: list[Run]) -> list[Run]:
@@ -253,7 +258,7 @@ def _densify(segments: list[Run]) -> list[Run]:
     doubles the data; a sparse memory is cheaper as separate segments."""
     if _dense_enough(segments):
         return segments
-    data = sum(end - start for start, end in segments)
+    data = data_bytes(segments)
     needed_zeros = (segments[-1][1] - segments[0][0] + 1) // 2 - data
     if needed_zeros > data:
         return segments

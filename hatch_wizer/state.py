@@ -8,7 +8,7 @@ from typing import Final, Protocol
 
 from .errors import InitError, UnsupportedModule
 from .instrumentation import ModuleContext
-from .layout import encode_segments, find_runs, lay_out
+from .layout import data_bytes, encode_segments, find_runs, lay_out
 from .scanner import DUMPABLE
 
 __all__ = [
@@ -108,7 +108,7 @@ def take_snapshot(context: ModuleContext, state: InstanceState) -> Snapshot:
             f"the memory needs {count} data segments but at most {max(limit, 0)} fit "
             f"(the module already has {len(module.data)})"
         )
-    data = sum(end - start for mine in segments for start, end in mine)
+    data = sum(map(data_bytes, segments))
     if data > MAX_DATA_BYTES:
         raise UnsupportedModule(
             f"the snapshot would hold {data / 2**30:.2f} GiB of memory data, more than the "
