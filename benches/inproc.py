@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-import hatch_wizer.runtime  # noqa: F401  (wasmtime too: a build hook has loaded it for its first module)
+import hatch_wizer.engine.runtime  # noqa: F401  (wasmtime too: a build hook has loaded it for its first module)
 from hatch_wizer.core import wizen
 from hatch_wizer.options import Preopen, WizenOptions
 

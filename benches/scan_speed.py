@@ -16,9 +16,9 @@ import time
 import wasmtime
 
 from hatch_wizer import instrument
-from hatch_wizer.layout import data_segment_overhead
+from hatch_wizer.engine.runtime import Runtime
+from hatch_wizer.module.layout import data_segment_overhead
 from hatch_wizer.options import WizenOptions
-from hatch_wizer.runtime import Runtime
 
 SIZE = 256 << 20
 

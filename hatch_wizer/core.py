@@ -17,8 +17,8 @@ from .options import WizenOptions
 
 if TYPE_CHECKING:
     from .component import Stages
-    from .instrumentation import ModuleContext
-    from .state import InstanceState
+    from .module.instrumentation import ModuleContext
+    from .module.state import InstanceState
 
 __all__ = ["Report", "instrument", "snapshot", "wizen"]
 
@@ -27,16 +27,16 @@ Report = Callable[[str], None]
 
 def instrument(wasm: bytes, options: WizenOptions | None = None) -> tuple[ModuleContext, bytes]:
     """Parse, check and instrument `wasm`; run the returned bytes, then call `snapshot()`."""
-    from .instrumentation import instrument_module
-    from .parse import parse_module
+    from .module.instrumentation import instrument_module
+    from .wasm.parse import parse_module
 
     return instrument_module(parse_module(wasm), options or WizenOptions())
 
 
 def snapshot(context: ModuleContext, state: InstanceState) -> bytes:
     """The pre-initialized module, from an instance of `instrument()`'s output after init."""
-    from .rewrite import rewrite
-    from .state import take_snapshot
+    from .module.rewrite import rewrite
+    from .module.state import take_snapshot
 
     return rewrite(context, take_snapshot(context, state))
 
@@ -65,9 +65,9 @@ def wizen(
 
 
 def _wizen(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
-    from .instrumentation import instrument_module
-    from .parse import check_header, is_component, parse_module
-    from .runtime import Runtime  # the only import of wasmtime
+    from .engine.runtime import Runtime  # the only import of wasmtime
+    from .module.instrumentation import instrument_module
+    from .wasm.parse import check_header, is_component, parse_module
 
     if is_component(wasm):
         from .component import wizen_component
@@ -104,7 +104,7 @@ def _wizen(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
 
 
 def _check_determinism(context: ModuleContext, first: InstanceState, second: InstanceState) -> None:
-    from .determinism import describe, differences
+    from .module.determinism import describe, differences
 
     found = differences(context, first, second)
     if found:

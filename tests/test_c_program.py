@@ -186,11 +186,11 @@ def test_wizening_with_wasi_allowed_gives_the_same_program(
 
 
 def test_cli_writes_the_same_module(original: bytes, wizened: bytes, tmp_path: Path):
-    pytest.importorskip("hatch_wizer.cli", reason="hatch_wizer.cli is not written yet")
+    pytest.importorskip("hatch_wizer.build.cli", reason="hatch_wizer.build.cli is not written yet")
     out = tmp_path / "out.wasm"
     argv = [str(CTORS_WASM), "-o", str(out), "-r", f"_start={RESUME}"]
     script = (
-        "import sys\nfrom hatch_wizer.cli import entrypoint\n"
+        "import sys\nfrom hatch_wizer.build.cli import entrypoint\n"
         f"sys.argv = ['hatch-wizer', *{argv!r}]\nsys.exit(entrypoint())\n"
     )
     proc = subprocess.run(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hatch_wizer import Preopen, WizenOptions, cache, wizen
-from hatch_wizer.parse import parse_module
+from hatch_wizer.wasm.parse import parse_module
 from tests.harness import observe, wasm_of
 
 WAT = """(module

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hatch_wizer.cli import main
-from hatch_wizer.parse import parse_module
+from hatch_wizer.build.cli import main
+from hatch_wizer.wasm.parse import parse_module
 from tests.harness import wasm_of
 
 WAT = """(module
@@ -149,8 +149,8 @@ def test_version() -> None:
 
 def test_one_module_loads_no_build_machinery() -> None:
     # Start-up is most of a small module's run: the CLI imports what one module needs.
-    heavy = ("tomllib", "tomli", "concurrent.futures", "difflib", "hatch_wizer.project", "wasmtime")
-    code = f"import sys, hatch_wizer.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    heavy = ("tomllib", "tomli", "concurrent.futures", "difflib", "hatch_wizer.build.project", "wasmtime")
+    code = f"import sys, hatch_wizer.build.cli; print([m for m in {heavy!r} if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert result.stdout.strip() == b"[]", result.stderr.decode()
 
@@ -162,9 +162,9 @@ def test_a_cached_result_loads_neither_pipeline_nor_wasmtime(module: Path, tmp_p
     assert run_cli(*args).returncode == 0
     first = out.read_bytes()
     out.unlink()
-    pipeline = ("hatch_wizer.parse", "hatch_wizer.instrumentation", "hatch_wizer.state", "wasmtime")
+    pipeline = ("hatch_wizer.wasm.parse", "hatch_wizer.module.instrumentation", "hatch_wizer.module.state", "wasmtime")
     code = (
-        "import sys; from hatch_wizer.cli import main; main(sys.argv[1:]); "
+        "import sys; from hatch_wizer.build.cli import main; main(sys.argv[1:]); "
         f"print([m for m in {pipeline!r} if m in sys.modules])"
     )
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, timeout=60)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from hatch_wizer import WizenOptions, wizen
-from hatch_wizer.code import _bodies, _instructions, gc_mutations
 from hatch_wizer.errors import UnsupportedModule
-from hatch_wizer.parse import parse_module
+from hatch_wizer.wasm.code import _bodies, _instructions, gc_mutations
+from hatch_wizer.wasm.parse import parse_module
 from tests.harness import assert_same_behaviour, wasm_of
 
 OPTS = WizenOptions(cache=False)

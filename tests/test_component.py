@@ -20,7 +20,7 @@ from hatch_wizer.errors import (
     UnsupportedModule,
     WizerError,
 )
-from hatch_wizer.parse import is_component
+from hatch_wizer.wasm.parse import is_component
 
 DATA = Path(__file__).parent / "data" / "components"
 OPTS = WizenOptions(cache=False)
@@ -523,7 +523,7 @@ def test_table_write_of_the_same_size_and_kind_is_found(tmp_path: Path) -> None:
 
 def test_write_sites_are_found_by_decoding_not_by_bytes() -> None:
     from hatch_wizer.component.barrier import write_sites
-    from hatch_wizer.parse import parse_module
+    from hatch_wizer.wasm.parse import parse_module
 
     wasm = bytes(
         wasmtime.wat2wasm(
@@ -723,9 +723,9 @@ def test_start_function_state_is_kept_and_start_does_not_run_again(tmp_path: Pat
 def test_check_stage_validates_the_whole_component(monkeypatch: pytest.MonkeyPatch) -> None:
     # A module that is valid on its own but lost an export the component aliases (the Rust
     # Wizer's wt#13168) must fail the check stage, not reach the output.
-    from hatch_wizer.assemble import assemble
     from hatch_wizer.component import rewrite as component_rewrite
-    from hatch_wizer.parse import SectionId, parse_module
+    from hatch_wizer.wasm.assemble import assemble
+    from hatch_wizer.wasm.parse import SectionId, parse_module
 
     real = component_rewrite.rewrite
 
@@ -759,7 +759,7 @@ def test_real_toolchain_fixture(tmp_path: Path) -> None:
 def _nesting(inner: bytes, instances: int, exports: list[str]) -> bytes:
     """A component that holds `inner` as a nested component, instantiates it `instances`
     times, and exports the first instance's `exports` under their own names."""
-    from hatch_wizer.binary import name, section, uleb, vector
+    from hatch_wizer.wasm.binary import name, section, uleb, vector
 
     instantiate = [b"\x00\x00\x00"] * instances  # component 0, no arguments
     aliases = [b"\x01\x00\x00" + name(n) for n in exports]  # func, export of instance 0
@@ -788,7 +788,7 @@ def test_real_toolchain_component_nested(tmp_path: Path) -> None:
 
 
 def test_cli_takes_a_component_and_a_wave_call(tmp_path: Path) -> None:
-    from hatch_wizer.cli import main
+    from hatch_wizer.build.cli import main
 
     source = tmp_path / "in.wat"
     source.write_text(

@@ -1,4 +1,4 @@
-"""Tests for hatch_wizer.config: `[tool.wizer]` in, validated per-module options out."""
+"""Tests for hatch_wizer.build.config: `[tool.wizer]` in, validated per-module options out."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hatch_wizer.config import (
+from hatch_wizer.build.config import (
     HATCH_RESERVED_KEYS,
     find_modules,
     load_config,

@@ -34,8 +34,8 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from hatch_wizer import WizenOptions, WizerError, wizen
-from hatch_wizer.parse import ExternKind, Module, parse_module
-from hatch_wizer.runtime import MAX_TABLE_ELEMENTS
+from hatch_wizer.engine.runtime import MAX_TABLE_ELEMENTS
+from hatch_wizer.wasm.parse import ExternKind, Module, parse_module
 
 CASES = int(os.environ.get("HATCH_WIZER_FUZZ_CASES", "300"))
 SEED = int(os.environ.get("HATCH_WIZER_FUZZ_SEED", "0"))

@@ -17,7 +17,7 @@ import pytest
 from hatchling.builders.sdist import SdistBuilder
 from hatchling.builders.wheel import WheelBuilder
 
-from hatch_wizer import project
+from hatch_wizer.build import project
 from hatch_wizer.errors import ConfigError
 from hatch_wizer.options import WizenOptions
 
@@ -218,7 +218,7 @@ def test_inert_without_tool_wizer(
 def test_importing_the_entry_points_does_not_load_the_engine() -> None:
     # hatchling imports every `hatch` entry point; setuptools calls every finalize hook.
     code = (
-        "import sys, hatch_wizer.hatch_hook, hatch_wizer.setuptools_plugin\n"
+        "import sys, hatch_wizer.build.hatch_hook, hatch_wizer.build.setuptools_plugin\n"
         "assert 'wasmtime' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

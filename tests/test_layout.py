@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hatch_wizer.layout import (
+from hatch_wizer.module.layout import (
     DENSE_IMAGE_SIZE,
     _scan,
     _split_runs,
@@ -159,8 +159,8 @@ def _wasm_and_python_scans(data: bytes, split: int, is64: bool, simd: bool) -> t
     import wasmtime
 
     from hatch_wizer import instrument
+    from hatch_wizer.engine.runtime import Runtime
     from hatch_wizer.options import Features, WizenOptions
-    from hatch_wizer.runtime import Runtime
 
     pages = max(1, -(-len(data) // 65536))
     wat = f'(module (memory (export "m") {"i64 " if is64 else ""}{pages}) (func (export "wizer-initialize")))'

@@ -1,4 +1,4 @@
-"""Tests for `hatch-wizer build` (hatch_wizer.project), with the real engine on a tiny module."""
+"""Tests for `hatch-wizer build` (hatch_wizer.build.project), with the real engine on a tiny module."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from hatch_wizer import cache, project
-from hatch_wizer.config import ModuleFile, find_modules, load_config, read_pyproject
+from hatch_wizer import cache
+from hatch_wizer.build import project
+from hatch_wizer.build.config import ModuleFile, find_modules, load_config, read_pyproject
+from hatch_wizer.build.project import main_build, module_digest
 from hatch_wizer.errors import WizerError
-from hatch_wizer.project import main_build, module_digest
 
 WAT = """
 (module

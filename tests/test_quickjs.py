@@ -11,7 +11,7 @@ import pytest
 from benches.workloads import SOURCES, qjs_with_init
 from hatch_wizer import WizenOptions, wizen
 from hatch_wizer.errors import InitError
-from hatch_wizer.parse import parse_module
+from hatch_wizer.wasm.parse import parse_module
 from tests.harness import instantiate_wasi
 
 

@@ -14,10 +14,10 @@ import pytest
 import wasmtime
 
 from hatch_wizer import WizenOptions, wizen
-from hatch_wizer.config import load_config
+from hatch_wizer.build.config import load_config
+from hatch_wizer.engine.wasi import DEFAULT_SEED, Clock, HostCalls, WasiHost, source_date_epoch
 from hatch_wizer.errors import ConfigError, InitError
 from hatch_wizer.options import Preopen
-from hatch_wizer.wasi import DEFAULT_SEED, Clock, HostCalls, WasiHost, source_date_epoch
 from tests.harness import wasm_of
 
 # Init reads the wall clock, the monotonic clock and 16 random bytes into memory and globals.

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from hatch_wizer import runtime
 from hatch_wizer.core import wizen
+from hatch_wizer.engine import runtime
 from hatch_wizer.options import Preopen, WizenOptions
 from tests.harness import instantiate_wasi, wasm_of
 

@@ -16,7 +16,7 @@ import pytest
 import wasmtime
 
 from hatch_wizer import WizenOptions, wizen
-from hatch_wizer.cli import main
+from hatch_wizer.build.cli import main
 from hatch_wizer.errors import ConfigError
 from hatch_wizer.options import Preopen
 from tests.harness import wasm_of

@@ -12,10 +12,10 @@ import pytest
 import wasmtime
 from setuptools import Distribution
 
-from hatch_wizer import project
+from hatch_wizer.build import project
+from hatch_wizer.build.setuptools_plugin import build_wizer, finalize_distribution_options
 from hatch_wizer.errors import ConfigError
 from hatch_wizer.options import WizenOptions
-from hatch_wizer.setuptools_plugin import build_wizer, finalize_distribution_options
 
 WAT = """
 (module

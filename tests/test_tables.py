@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hatch_wizer import WizenOptions
-from hatch_wizer.parse import parse_module
+from hatch_wizer.wasm.parse import parse_module
 from tests.harness import assert_same_behaviour, wasm_of
 
 OPTS = WizenOptions(cache=False)

@@ -9,7 +9,7 @@ import wasmtime
 
 from hatch_wizer import Preload, WizenOptions, WizerError, wizen
 from hatch_wizer.errors import InitError, InvalidModule, UnsupportedModule
-from hatch_wizer.parse import parse_module
+from hatch_wizer.wasm.parse import parse_module
 from tests.harness import assert_same_behaviour, observe, wasm_of
 
 OPTS = WizenOptions(cache=False)
@@ -479,7 +479,7 @@ def test_python_scan_and_wasm_scan_give_the_same_bytes() -> None:
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br_if $l (i32.lt_u (local.get $i) (i32.const 5000))))))"""
     from hatch_wizer import instrument, snapshot
-    from hatch_wizer.runtime import Runtime
+    from hatch_wizer.engine.runtime import Runtime
 
     class PlainState:
         """Only the InstanceState protocol, as a runtime other than ours would offer."""

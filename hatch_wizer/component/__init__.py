@@ -20,12 +20,12 @@ class Stages(Protocol):
 
 def wizen_component(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
     """Run the component's init call and return a component that starts in the result."""
-    from ..state import take_snapshot
+    from ..engine.component import AccessorState, ComponentRuntime
+    from ..engine.wave import format_value
+    from ..module.state import take_snapshot
     from .check import stand_in_component
     from .instrument import instrument_component
     from .rewrite import rewrite_component
-    from .runtime import AccessorState, ComponentRuntime
-    from .wave import format_value
 
     runtime = ComponentRuntime(options)
     with stage("validate"):

@@ -15,10 +15,10 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from ..assemble import Payload, assemble, extend_vector
-from ..binary import name, read_uleb, sleb, uleb
-from ..code import _bodies, _instructions
-from ..parse import ExternKind, Module, SectionId, parse_module
+from ..wasm.assemble import Payload, assemble, extend_vector
+from ..wasm.binary import name, read_uleb, sleb, uleb
+from ..wasm.code import _bodies, _instructions
+from ..wasm.parse import ExternKind, Module, SectionId, parse_module
 
 __all__ = ["WRITES_EXPORT", "WriteSite", "add_barriers", "write_sites"]
 

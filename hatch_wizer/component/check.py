@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from ..binary import read_uleb, section, vector
-from ..parse import SectionId, split_sections
+from ..wasm.binary import read_uleb, section, vector
+from ..wasm.parse import SectionId, split_sections
 from .parse import Component, parse_component, reassemble
 from .parse import SectionId as ComponentSection
 

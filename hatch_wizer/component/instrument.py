@@ -29,11 +29,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Final
 
-from ..binary import name, section, sleb, uleb, vector
 from ..errors import InitError, UnsupportedModule
-from ..instrumentation import ModuleContext, instrument_module
+from ..module.instrumentation import ModuleContext, instrument_module
 from ..options import WizenOptions
-from ..parse import EXTERNREF, FUNCREF, Limits, parse_module
+from ..wasm.binary import name, section, sleb, uleb, vector
+from ..wasm.parse import EXTERNREF, FUNCREF, Limits, parse_module
 from .barrier import WRITES_EXPORT, WriteSite, add_barriers, write_sites
 from .parse import (
     Component,

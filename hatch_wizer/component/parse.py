@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Final
 
-from ..binary import read_byte, read_name, read_uleb, uleb
 from ..errors import InvalidModule, UnsupportedModule
-from ..parse import MAGIC, is_component
+from ..wasm.binary import read_byte, read_name, read_uleb, uleb
+from ..wasm.parse import MAGIC, is_component
 
 __all__ = [
     "Component",
@@ -483,7 +483,7 @@ def _skip_decl(buf: bytes, pos: int) -> int:
 
 
 def _skip_core_type(buf: bytes, pos: int) -> int:
-    from ..parse import _Parsed, _read_type_entry, read_limits, read_valtype
+    from ..wasm.parse import _Parsed, _read_type_entry, read_limits, read_valtype
 
     if buf[pos : pos + 2] == b"\x00\x50":  # a non-final GC subtype, prefixed here
         return _read_type_entry(_Parsed(buf), buf, pos + 1)

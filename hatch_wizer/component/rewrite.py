@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..errors import UnsupportedModule
-from ..rewrite import rewrite
-from ..state import Snapshot
+from ..module.rewrite import rewrite
+from ..module.state import Snapshot
 from .instrument import ComponentContext, ModuleAccess
 from .parse import Component, reassemble
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final
 
+from ..errors import InvalidModule
 from .binary import read_byte, read_name, read_sleb, read_uleb
-from .errors import InvalidModule
 
 __all__ = [
     "DataSegment",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from .errors import InvalidModule
+from ..errors import InvalidModule
 
 __all__ = [
     "read_byte",

@@ -14,11 +14,11 @@ from dataclasses import fields
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__
-from .cache import ResultCache
-from .errors import InvalidModule, UsageError, WizerError
-from .files import write_atomically
-from .options import DEFAULT_INIT_FUNC, Features, Preload, Preopen, WizenOptions
+from .. import __version__
+from ..cache import ResultCache
+from ..errors import InvalidModule, UsageError, WizerError
+from ..files import write_atomically
+from ..options import DEFAULT_INIT_FUNC, Features, Preload, Preopen, WizenOptions
 from .summary import Result, describe
 
 __all__ = ["entrypoint", "load_module_source", "main"]
@@ -293,7 +293,7 @@ def _stdout_to_stderr() -> Iterator[int]:
 
 
 def run(argv: Sequence[str]) -> int:
-    from .core import wizen
+    from ..core import wizen
 
     args = _parser().parse_args(_normalize_bool_flags(argv))
     options = options_from_args(args)

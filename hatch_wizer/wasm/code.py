@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Final
 
+from ..errors import InvalidModule, UnsupportedModule
 from .binary import read_byte, read_sleb, read_uleb
-from .errors import InvalidModule, UnsupportedModule
 from .parse import Module, SectionId, function_name, read_heap_type, read_valtype, skip_number
 
 __all__ = ["GC_MUTATIONS", "check_gc_mutations", "gc_mutations"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Final, Protocol
 
-from .errors import InitError, UnsupportedModule
+from ..errors import InitError, UnsupportedModule
 from .instrumentation import ModuleContext
 from .layout import data_bytes, encode_segments, find_runs, lay_out
 from .scanner import DUMPABLE

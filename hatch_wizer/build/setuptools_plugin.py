@@ -13,9 +13,9 @@ from typing import ClassVar
 
 from setuptools import Command, Distribution
 
+from ..errors import ConfigError, WizerError
+from ..files import write_atomically
 from .config import ModuleFile, find_modules, load_config, read_pyproject
-from .errors import ConfigError, WizerError
-from .files import write_atomically
 from .project import wizen_modules
 from .summary import describe
 

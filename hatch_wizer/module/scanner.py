@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from .binary import sleb, uleb
+from ..wasm.binary import sleb, uleb
 
 __all__ = [
     "DUMPABLE",

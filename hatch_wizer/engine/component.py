@@ -19,12 +19,12 @@ from typing import Any
 import wasmtime
 from wasmtime import component as wc
 
+from ..component.instrument import CHUNK, SCAN_UNIT, ComponentContext, InitCall, ModuleAccess
 from ..errors import ConfigError, InitError, InvalidModule, UnsupportedModule
+from ..module.state import TableState
 from ..options import WizenOptions
-from ..parse import function_name
-from ..runtime import Runtime, _config, _message, _wasi_config
-from ..state import TableState
-from .instrument import CHUNK, SCAN_UNIT, ComponentContext, InitCall, ModuleAccess
+from ..wasm.parse import function_name
+from .runtime import Runtime, _config, _message, _wasi_config
 from .wave import parse_args
 
 __all__ = ["AccessorState", "ComponentRuntime", "Session"]

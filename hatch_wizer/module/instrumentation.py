@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .assemble import Payload, assemble, extend_vector
-from .binary import name, read_uleb, sleb, uleb
-from .code import check_gc_mutations
-from .errors import InitError, UnsupportedModule
-from .options import DEFAULT_INIT_FUNC, LEGACY_INIT_FUNC, WizenOptions
-from .parse import (
+from ..errors import InitError, UnsupportedModule
+from ..options import DEFAULT_INIT_FUNC, LEGACY_INIT_FUNC, WizenOptions
+from ..wasm.assemble import Payload, assemble, extend_vector
+from ..wasm.binary import name, read_uleb, sleb, uleb
+from ..wasm.code import check_gc_mutations
+from ..wasm.parse import (
     EXTERNREF,
     FUNCREF,
     ExternKind,

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from itertools import groupby
 
-from .assemble import Payload, assemble
-from .binary import offset_expr, sleb, uleb, vector
+from ..wasm.assemble import Payload, assemble
+from ..wasm.binary import offset_expr, sleb, uleb, vector
+from ..wasm.parse import EXTERNREF, FUNCREF, Limits, SectionId
 from .instrumentation import INITIALIZE, ModuleContext
-from .parse import EXTERNREF, FUNCREF, Limits, SectionId
 from .state import Ref, Snapshot
 
 __all__ = ["rewrite"]
@@ -78,7 +78,7 @@ def _limits(limits: Limits, minimum: int) -> bytes:
 
 
 def _table(table: object, size: int) -> bytes:
-    from .parse import Table
+    from ..wasm.parse import Table
 
     assert isinstance(table, Table)
     body = table.type_raw + _limits(table.limits, size)

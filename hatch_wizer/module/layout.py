@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Final
 
-from .binary import offset_expr, uleb
+from ..wasm.binary import offset_expr, uleb
 
 __all__ = ["Run", "data_bytes", "data_segment_overhead", "encode_segments", "find_runs", "lay_out"]
 

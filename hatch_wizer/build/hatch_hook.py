@@ -17,8 +17,8 @@ from hatchling.builders.config import BuilderConfig
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 from hatchling.plugin import hookimpl
 
+from ..errors import ConfigError
 from .config import ModuleFile, WizerConfig, find_modules, load_config, read_pyproject
-from .errors import ConfigError
 from .project import wizen_modules
 from .summary import describe
 

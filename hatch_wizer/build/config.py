@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from .errors import ConfigError
-from .options import Features, Preload, Preopen, WizenOptions
+from ..errors import ConfigError
+from ..options import Features, Preload, Preopen, WizenOptions
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -16,11 +16,11 @@ from functools import partial
 from pathlib import Path
 from typing import Final
 
-from .cache import result_key
+from ..cache import result_key
+from ..engine.interrupts import INIT_GROUP, InitGroup
+from ..errors import ConfigError, WizerError
+from ..files import write_atomically
 from .config import ModuleFile, find_modules, load_config, read_pyproject
-from .errors import ConfigError, WizerError
-from .files import write_atomically
-from .interrupts import INIT_GROUP, InitGroup
 from .summary import Result, describe
 
 __all__ = ["main_build", "module_digest", "wizen_module", "wizen_modules"]
@@ -33,7 +33,7 @@ ModuleReporter = Callable[[ModuleFile, str], None]
 
 
 def _engine() -> Callable[..., bytes]:
-    from .core import wizen  # lazy: the engine imports wasmtime
+    from ..core import wizen  # lazy: the engine imports wasmtime
 
     return wizen
 

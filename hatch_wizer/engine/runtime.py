@@ -30,13 +30,13 @@ import wasmtime
 from wasmtime import _ffi as ffi
 from wasmtime._extern import wrap_extern
 
-from .errors import ConfigError, InitError, InvalidModule
-from .instrumentation import INITIALIZE, ModuleContext
+from ..errors import ConfigError, InitError, InvalidModule
+from ..module.instrumentation import INITIALIZE, ModuleContext
+from ..module.layout import data_bytes
+from ..module.scanner import GLOBAL_SLOT
+from ..module.state import Ref, TableState
+from ..options import Features, WizenOptions
 from .interrupts import INIT_GROUP
-from .layout import data_bytes
-from .options import Features, WizenOptions
-from .scanner import GLOBAL_SLOT
-from .state import Ref, TableState
 from .wasi import WASI_MODULE, Errno, WasiHost
 
 __all__ = ["Runtime", "WasmtimeState"]
@@ -385,7 +385,7 @@ class Runtime:
 def _uses_reference_types(wasm: bytes) -> bool:
     # Without the proposal, wasmtime cannot even be configured; approximate the old validator
     # by the reference-type bytes a module would need in its types and tables.
-    from .parse import parse_module
+    from ..wasm.parse import parse_module
 
     module = parse_module(wasm)
     return len(module.tables) > 1 or any(t.elem_type != "funcref" for t in module.tables)
