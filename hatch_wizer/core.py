@@ -8,21 +8,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Protocol
 
 from .cache import ResultCache, result_key
 from .errors import InitError
 from .options import WizenOptions
 
 if TYPE_CHECKING:
-    from .component import Stages
     from .module.instrumentation import ModuleContext
     from .module.state import InstanceState
 
-__all__ = ["Report", "instrument", "snapshot", "wizen"]
+__all__ = ["Report", "Stages", "instrument", "snapshot", "wizen"]
 
 Report = Callable[[str], None]
+
+
+class Stages(Protocol):
+    """How the pipeline reports progress: `say(text)`, and `with stages(name):` for timing."""
+
+    def say(self, text: str) -> None: ...
+
+    def __call__(self, name: str) -> AbstractContextManager[None]: ...
 
 
 def instrument(wasm: bytes, options: WizenOptions | None = None) -> tuple[ModuleContext, bytes]:
@@ -52,7 +59,7 @@ def wizen(
     Unless `options.cache` is off, an earlier result for the same input and options is
     reused (see `cache.py`)."""
     options = options or WizenOptions()
-    stage = _Stages(report)
+    stage = _StageReporter(report)
     cache = ResultCache.for_options(options)
     key = result_key(wasm, options) if cache else ""
     if cache and (out := cache.load(key)) is not None:
@@ -65,14 +72,12 @@ def wizen(
 
 
 def _wizen(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
-    from .engine.runtime import Runtime  # the only import of wasmtime
+    from .engine.runtime import Runtime  # the engine: the only layer that imports wasmtime
     from .module.instrumentation import instrument_module
     from .wasm.parse import check_header, is_component, parse_module
 
     if is_component(wasm):
-        from .component import wizen_component
-
-        return wizen_component(bytes(wasm), options, stage)
+        return _wizen_component(bytes(wasm), options, stage)
     check_header(wasm)
     runtime = Runtime(options)
     with stage("validate"):
@@ -103,6 +108,40 @@ def _wizen(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
     return out
 
 
+def _wizen_component(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
+    """Run the component's init call and return a component that starts in the result."""
+    from .component.check import stand_in_component
+    from .component.instrument import instrument_component
+    from .component.rewrite import rewrite_component
+    from .engine.component import AccessorState, ComponentRuntime
+    from .engine.wave import format_value
+    from .module.state import take_snapshot
+
+    runtime = ComponentRuntime(options)
+    with stage("validate"):
+        context, instrumented = instrument_component(wasm, options)
+    with stage("compile"):
+        compiled = runtime.compile(instrumented)
+    with stage("init"):
+        session = runtime.initialize(context, compiled)
+    if session.results is not None:
+        stage.say(f"init returned {format_value(session.results)}")
+    with stage("snapshot"):
+        snapshots = []
+        for access in context.modules:
+            state = AccessorState(session, access)
+            state.check_table_writes()
+            snapshots.append(take_snapshot(access.context, state))
+        out, modules = rewrite_component(context, snapshots)
+    with stage("check"):
+        for what, module in modules.items():
+            runtime.runtime.validate(
+                module, f"hatch-wizer produced an invalid {what} (a bug, please report it)"
+            )
+        runtime.check(stand_in_component(out))
+    return out
+
+
 def _check_determinism(context: ModuleContext, first: InstanceState, second: InstanceState) -> None:
     from .module.determinism import describe, differences
 
@@ -114,7 +153,7 @@ def _check_determinism(context: ModuleContext, first: InstanceState, second: Ins
         )
 
 
-class _Stages:
+class _StageReporter:
     """Reports each stage and its duration to the caller's callback."""
 
     def __init__(self, report: Report | None) -> None:

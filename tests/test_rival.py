@@ -13,7 +13,7 @@ import pytest
 import wasmtime
 
 from hatch_wizer.core import wizen
-from hatch_wizer.engine import runtime
+from hatch_wizer.engine import rival
 from hatch_wizer.options import Preopen, WizenOptions
 from tests.harness import instantiate_wasi, wasm_of
 
@@ -79,8 +79,8 @@ def test_a_kept_trial_shows_its_output_once(
     monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     # A rival that never finishes: the Winch run is the one that counts.
-    monkeypatch.setattr(runtime._Rival, "_compile", lambda self, wasm: None)
-    monkeypatch.setattr(runtime, "_stdin_is_not_data", lambda: True)  # whatever pytest's stdin is
+    monkeypatch.setattr(rival.Rival, "_compile", lambda self, wasm: None)
+    monkeypatch.setattr(rival, "stdin_is_not_data", lambda: True)  # whatever pytest's stdin is
     lines: list[str] = []
     options = WizenOptions(allow_wasi=True, cache=False)
     wizen(wasm_of(SPIN_WAT.format(spins=1000)), options, report=lines.append)

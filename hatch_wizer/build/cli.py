@@ -266,15 +266,9 @@ def load_module_source(data: bytes) -> bytes:
         ) from None
     if not text.lstrip().startswith(("(", ";;")):
         raise InvalidModule("not a WebAssembly module (no \\0asm header) and not WAT text")
-    import wasmtime
+    from ..engine.wat import wat_to_wasm  # lazy: wasmtime loads only for WAT
 
-    try:
-        return bytes(wasmtime.wat2wasm(text))
-    except wasmtime.WasmtimeError as e:
-        first = str(e).strip().splitlines()
-        raise InvalidModule(
-            f"invalid WAT: {' '.join(line.strip() for line in first[:2])}"
-        ) from None
+    return wat_to_wasm(text)
 
 
 @contextlib.contextmanager

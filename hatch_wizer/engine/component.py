@@ -24,7 +24,9 @@ from ..errors import ConfigError, InitError, InvalidModule, UnsupportedModule
 from ..module.state import TableState
 from ..options import WizenOptions
 from ..wasm.parse import function_name
-from .runtime import Runtime, _config, _message, _wasi_config
+from .compile import engine_config, one_line
+from .host import wasi_config
+from .runtime import Runtime
 from .wave import parse_args
 
 __all__ = ["AccessorState", "ComponentRuntime", "Session"]
@@ -58,19 +60,19 @@ class ComponentRuntime:
         try:
             return wc.Component(self.engine, wasm)
         except wasmtime.WasmtimeError as e:
-            raise InvalidModule(f"failed to compile the component: {_message(e)}") from None
+            raise InvalidModule(f"failed to compile the component: {one_line(e)}") from None
 
     def check(self, wasm: bytes) -> None:
         """Compile `wasm` (a stand-in, see `check.py`) only to validate it: unoptimized, not
         cached, with the features the options allow."""
-        config = _config(self.options.features, cache=False, stoppable=False)
+        config = engine_config(self.options.features, cache=False, stoppable=False)
         config.cranelift_opt_level = "none"
         try:
             wc.Component(wasmtime.Engine(config), wasm)
         except wasmtime.WasmtimeError as e:
             raise InvalidModule(
                 f"hatch-wizer produced an invalid component (a bug, please report it): "
-                f"{_message(e)}"
+                f"{one_line(e)}"
             ) from None
 
     def initialize(self, context: ComponentContext, component: wc.Component) -> Session:
@@ -80,7 +82,7 @@ class ComponentRuntime:
         store.set_epoch_deadline(1)
         linker = wc.Linker(self.engine)
         if self.options.allow_wasi:
-            store.set_wasi(_wasi_config(self.options))
+            store.set_wasi(wasi_config(self.options))
             linker.add_wasip2()
             # wasmtime's own stubbing would shadow WASI interfaces whose version the linker
             # matches by semver (a component importing wasi:cli@0.2.9 from a 0.2.6 host).

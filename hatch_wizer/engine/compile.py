@@ -1,0 +1,121 @@
+"""wasmtime engines for the options, and compiling and validating without copying the bytes."""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+import re
+from dataclasses import replace
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+from ..options import Features
+
+__all__ = [
+    "compile_bytes",
+    "engine_config",
+    "one_line",
+    "uses_reference_types",
+    "validate_bytes",
+    "winch_available",
+]
+
+
+# Proposals Winch cannot compile; a Winch engine with any of them enabled aborts the process.
+_NOT_IN_WINCH = ("relaxed_simd", "gc", "function_references", "exceptions", "tail_call", "threads",
+                 "wide_arithmetic")  # fmt: skip
+
+
+def winch_available() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+def engine_config(
+    features: Features,
+    *,
+    cache: bool,
+    stoppable: bool,
+    winch: bool = False,
+    parallel: bool = True,
+    optimize: bool = True,
+) -> wasmtime.Config:
+    if winch:
+        features = replace(features, **dict.fromkeys(_NOT_IN_WINCH, False))
+    config = wasmtime.Config()
+    if winch:
+        ffi.wasmtime_config_strategy_set(config.ptr(), 2)  # the Python property refuses "winch"
+        config.wasm_component_model = False
+    # Disabling SIMD while relaxed SIMD stays on aborts the process: keep them consistent.
+    config.wasm_relaxed_simd = features.simd and features.relaxed_simd
+    config.wasm_simd = features.simd
+    config.wasm_relaxed_simd_deterministic = True
+    config.wasm_bulk_memory = features.bulk_memory
+    config.wasm_multi_memory = features.multi_memory
+    config.wasm_multi_value = features.multi_value
+    config.wasm_memory64 = features.memory64
+    config.wasm_threads = features.threads
+    config.wasm_tail_call = features.tail_call
+    config.wasm_exceptions = features.exceptions
+    config.wasm_gc = features.gc
+    config.wasm_function_references = features.function_references or features.gc
+    config.wasm_wide_arithmetic = features.wide_arithmetic
+    config.wasm_custom_page_sizes = features.custom_page_sizes
+    # Turning reference types off aborts the process too; our validator check covers it.
+    config.epoch_interruption = stoppable  # init can be stopped, not only left (`run_init`)
+    config.parallel_compilation = parallel
+    # Nothing unwinds natively through wasm frames here (host functions are Python, wasmtime's
+    # own backtraces walk frame pointers): without unwind info there is less to compile.
+    config.native_unwind_info = False
+    if not optimize:
+        config.cranelift_opt_level = "none"
+    if cache:
+        config.cache = True
+    return config
+
+
+def _bytes_pointer(wasm: bytes) -> Any:
+    """A pointer to the bytes themselves (the caller keeps `wasm` alive during the call)."""
+    # wasmtime-py copies the bytes into a ctypes array first; for a 100 MB module that is
+    # 100 MB more at the peak of compilation. A pointer into the bytes object needs no copy.
+    return ctypes.cast(ctypes.c_char_p(wasm), ctypes.POINTER(ctypes.c_uint8))
+
+
+def validate_bytes(engine: wasmtime.Engine, wasm: bytes) -> None:
+    """`wasmtime.Module.validate` without copying the bytes."""
+    wasm = bytes(wasm)  # no copy for bytes; bytearrays have no stable c_char_p
+    error = ffi.wasmtime_module_validate(engine.ptr(), _bytes_pointer(wasm), len(wasm))
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
+
+
+def compile_bytes(engine: wasmtime.Engine, wasm: bytes) -> wasmtime.Module:
+    """`wasmtime.Module(engine, wasm)` without copying the bytes."""
+    wasm = bytes(wasm)
+    ptr = ctypes.POINTER(ffi.wasmtime_module_t)()
+    error = ffi.wasmtime_module_new(
+        engine.ptr(), _bytes_pointer(wasm), len(wasm), ctypes.byref(ptr)
+    )
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
+    return wasmtime.Module._from_ptr(ptr)
+
+
+def one_line(error: Exception) -> str:
+    """wasmtime's error text without its backtrace, on one line."""
+    text = str(getattr(error, "message", None) or error)
+    if "Caused by:" in text:
+        text = text.split("Caused by:", 1)[1]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    lines = [re.sub(r"^\d+: ", "", line) for line in lines]
+    return "; ".join(dict.fromkeys(lines))
+
+
+def uses_reference_types(wasm: bytes) -> bool:
+    # Without the proposal, wasmtime cannot even be configured; approximate the old validator
+    # by the reference-type bytes a module would need in its types and tables.
+    from ..wasm.parse import parse_module
+
+    module = parse_module(wasm)
+    return len(module.tables) > 1 or any(t.elem_type != "funcref" for t in module.tables)

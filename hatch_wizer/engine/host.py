@@ -1,0 +1,117 @@
+"""What init is linked with: WASI's stdio, environment and preopens, and our clock and random
+functions over WASI's (see `wasi.py`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import wasmtime
+
+from ..errors import ConfigError
+from ..options import WizenOptions
+from .wasi import WASI_MODULE, Errno, WasiHost
+
+__all__ = ["define_wasi_host", "gives_stdin", "replay_output", "stdin_is_not_data", "wasi_config"]
+
+
+def gives_stdin(options: WizenOptions) -> bool:
+    """Whether init reads this process's stdin (reproducible init reads none: input would make
+    the snapshot depend on the build)."""
+    return options.inherit_stdio and not options.reproducible
+
+
+def stdin_is_not_data() -> bool:
+    """Whether a first run could not quietly consume input meant for the second: stdin is
+    closed, /dev/null, or a terminal (a read there waits for someone to type; builds don't)."""
+    try:
+        mine, null = os.fstat(0), Path(os.devnull).stat()
+    except OSError:
+        return True
+    return os.isatty(0) or (stat.S_ISCHR(mine.st_mode) and mine.st_rdev == null.st_rdev)
+
+
+def replay_output(captured: Path) -> None:
+    """Show what the kept trial wrote to stdout and stderr (a closed stdout drops it, as it
+    would have dropped the guest's own writes)."""
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        path = captured / name
+        if path.exists() and path.stat().st_size:
+            with (
+                contextlib.suppress(OSError),
+                path.open("rb") as src,
+                open(fd, "wb", closefd=False) as dst,
+            ):
+                shutil.copyfileobj(src, dst)
+
+
+def wasi_config(options: WizenOptions, captured: Path | None = None) -> wasmtime.WasiConfig:
+    wasi = wasmtime.WasiConfig()
+    if options.reproducible and options.inherit_env:
+        raise ConfigError(
+            "inheriting the environment (inherit-env) would make a reproducible build depend "
+            "on the build machine; pass variables with env, or turn reproducible off"
+        )
+    if options.inherit_stdio:
+        if gives_stdin(options):
+            wasi.inherit_stdin()
+        if captured:
+            wasi.stdout_file = str(captured / "stdout")
+            wasi.stderr_file = str(captured / "stderr")
+        else:
+            wasi.inherit_stdout()
+            wasi.inherit_stderr()
+    env = dict(os.environ) if options.inherit_env else {}
+    env.update(options.env)
+    wasi.env = sorted(env.items())
+    for preopen in sorted(options.preopens, key=lambda p: p.guest):
+        if not Path(preopen.host).is_dir():
+            raise ConfigError(f"preopen `{preopen.guest}`: {preopen.host} is not a directory")
+        wasi.preopen_dir(str(preopen.host), preopen.guest, preopen.writable)
+    return wasi
+
+
+def define_wasi_host(linker: wasmtime.Linker, host: WasiHost) -> None:
+    """Shadow WASI's clock and random calls with `host`'s (fixed when reproducible, counted)."""
+    i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
+
+    def store(caller: wasmtime.Caller, address: int, data: bytes) -> int:
+        memory = caller.get("memory")
+        if not isinstance(memory, wasmtime.Memory):
+            return Errno.FAULT
+        address &= 0xFFFFFFFF  # pointers arrive as signed i32
+        if address + len(data) > memory.data_len(caller):
+            return Errno.FAULT
+        if data:
+            memory.write(caller, data, address)
+        return Errno.SUCCESS
+
+    def clock_time_get(caller: wasmtime.Caller, clock: int, precision: int, out: int) -> int:
+        now = host.clock_time(clock)
+        return Errno.INVAL if now is None else store(caller, out, now.to_bytes(8, "little"))
+
+    def clock_res_get(caller: wasmtime.Caller, clock: int, out: int) -> int:
+        res = host.clock_resolution(clock)
+        return Errno.INVAL if res is None else store(caller, out, res.to_bytes(8, "little"))
+
+    def random_get(caller: wasmtime.Caller, buf: int, length: int) -> int:
+        length &= 0xFFFFFFFF
+        memory = caller.get("memory")
+        if isinstance(memory, wasmtime.Memory) and (buf & 0xFFFFFFFF) + length > memory.data_len(
+            caller
+        ):
+            return Errno.FAULT  # before drawing bytes: a bad buffer must not cost entropy
+        return store(caller, buf, host.random(length))
+
+    linker.allow_shadowing = True
+    for name, params, func in (
+        ("clock_time_get", [i32, i64, i32], clock_time_get),
+        ("clock_res_get", [i32, i32], clock_res_get),
+        ("random_get", [i32, i32], random_get),
+    ):
+        ty = wasmtime.FuncType(params, [i32])
+        linker.define_func(WASI_MODULE, name, ty, func, access_caller=True)
+    linker.allow_shadowing = False

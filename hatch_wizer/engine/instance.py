@@ -1,0 +1,210 @@
+"""The `InstanceState` of a live wasmtime instance: globals, memories and tables read back
+through the instrumentation's exports, by raw C API calls where wasmtime-py has no public one."""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import struct
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi as ffi
+from wasmtime._extern import wrap_extern
+
+from ..errors import InitError
+from ..module.instrumentation import ModuleContext
+from ..module.layout import data_bytes
+from ..module.scanner import GLOBAL_SLOT
+from ..module.state import Ref, TableState
+from .wasi import WasiHost
+
+__all__ = ["WasmtimeState"]
+
+
+_KIND_FUNCREF = 5
+_KIND_EXTERNREF = 6
+_KIND_ANYREF = 7
+_KIND_EXNREF = 8
+
+
+class WasmtimeState:
+    """The InstanceState of a live wasmtime instance."""
+
+    def __init__(self, store: wasmtime.Store, instance: wasmtime.Instance, context: ModuleContext):
+        self.store = store
+        self.instance = instance
+        self.context = context
+        self.wasi: WasiHost | None = None  # the clock and random calls init made
+        self._func_indices: dict[int, int] | None = None
+        # Tables as instantiation left them, before start or init could change them.
+        self.initial_tables = {name: self._table_raw(name) for name in context.tables}
+
+    def export(self, name: str) -> Any:
+        """One export by name; `Instance.exports()` would cost time quadratic in their count."""
+        item = ffi.wasmtime_extern_t()
+        raw = name.encode()
+        found = ffi.wasmtime_instance_export_get(
+            self.store._context(),
+            ctypes.byref(self.instance._instance),
+            raw,
+            len(raw),
+            ctypes.byref(item),
+        )
+        if not found:
+            raise InitError(f"the instance has no export `{name}`")
+        return wrap_extern(item)
+
+    def call(self, name: str) -> None:
+        self.export(name)(self.store)
+
+    def global_value(self, name: str, valtype: str) -> int | None:
+        raw = ffi.wasmtime_val_t()
+        ffi.wasmtime_global_get(
+            self.store._context(), ctypes.byref(self.export(name)._global), ctypes.byref(raw)
+        )
+        try:
+            if valtype == "i32" or valtype == "f32":
+                return int(raw.of.i32) & 0xFFFFFFFF
+            if valtype == "i64" or valtype == "f64":
+                return int(raw.of.i64) & 0xFFFFFFFFFFFFFFFF
+            if valtype == "v128":
+                return int.from_bytes(bytes(raw.of.v128), "little")
+            index = name.rsplit("_", 1)[1]
+            return self._ref(raw, f"global {index}")
+        finally:
+            ffi.wasmtime_val_unroot(ctypes.byref(raw))
+
+    def memory(self, name: str) -> memoryview:
+        memory = self.export(name)
+        size = memory.data_len(self.store)
+        address = ctypes.cast(memory.data_ptr(self.store), ctypes.c_void_p).value or 0
+        return memoryview((ctypes.c_ubyte * size).from_address(address)).cast("B")
+
+    def table(self, name: str) -> TableState:
+        before = self.initial_tables[name]
+        after = self._table_raw(name)
+        ordinal = name.rsplit("_", 1)[1]
+        changed = {}
+        for slot, entry in enumerate(after):
+            # Entries without a comparable identity (value -1) always count as changed.
+            if slot >= len(before) or before[slot] != entry or entry[1] < 0:
+                changed[slot] = self._resolve(entry, f"table {ordinal} slot {slot}")
+        return TableState(len(after), changed)
+
+    def dumped_globals(self, dump: str, globals_: list[tuple[int, str]]) -> dict[int, int]:
+        """Raw bits of numeric globals, stored to the scratch memory by one added function."""
+        self.call(dump)
+        scratch = self.export(self.context.scratch or "")
+        address = ctypes.cast(scratch.data_ptr(self.store), ctypes.c_void_p).value or 0
+        raw = ctypes.string_at(address, GLOBAL_SLOT * len(globals_))
+        size = {"i32": 4, "f32": 4, "i64": 8, "f64": 8, "v128": 16}
+        return {
+            index: int.from_bytes(raw[GLOBAL_SLOT * k : GLOBAL_SLOT * k + size[valtype]], "little")
+            for k, (index, valtype) in enumerate(globals_)
+        }
+
+    def scan_runs(self, scanner: str, start: int, end: int, split: int) -> list[tuple[int, int]]:
+        """Non-zero runs of `[start, end)`, found by the module's added scanner function."""
+        count = self.export(scanner)(self.store, start, end, split)
+        scratch = self.export(self.context.scratch or "")
+        address = ctypes.cast(scratch.data_ptr(self.store), ctypes.c_void_p).value or 0
+        raw = (ctypes.c_char * (16 * count)).from_address(address)
+        bounds = iter(memoryview(raw).cast("B").cast("q").tolist())
+        return list(zip(bounds, bounds))
+
+    def encode_segments(self, encoder: str, runs: list[tuple[int, int]]) -> bytes:
+        """Encoded active data segments for `runs`, written by the module's added encoder."""
+        scratch = self.export(self.context.scratch or "")
+        # struct takes the pairs as arguments twice as fast as array iterates over them.
+        pairs = struct.pack(f"<{2 * len(runs)}q", *itertools.chain.from_iterable(runs))
+        data = data_bytes(runs)
+        needed = len(pairs) + data + 20 * len(runs)  # 20: the most a segment header takes
+        have = scratch.data_len(self.store)
+        if needed > have:
+            scratch.grow(self.store, -(-(needed - have) // 65536))
+        scratch.write(self.store, pairs, 0)
+        end = self.export(encoder)(self.store, len(runs), len(pairs))
+        address = ctypes.cast(scratch.data_ptr(self.store), ctypes.c_void_p).value or 0
+        return ctypes.string_at(address + len(pairs), end - len(pairs))
+
+    def segment_dropped(self, probe: str) -> bool:
+        try:
+            self.call(probe)
+        except wasmtime.Trap:
+            return True
+        return False
+
+    def _table_raw(self, name: str) -> list[tuple[int, int]]:
+        """Each entry as (kind, identity); identity 0 is null."""
+        table = self.export(name)
+        context = self.store._context()
+        size = ffi.wasmtime_table_size(context, ctypes.byref(table._table))
+        raw = ffi.wasmtime_val_t()
+        entries = []
+        for slot in range(size):
+            ffi.wasmtime_table_get(context, ctypes.byref(table._table), slot, ctypes.byref(raw))
+            entries.append(self._identity(raw))
+            ffi.wasmtime_val_unroot(ctypes.byref(raw))
+        return entries
+
+    def _identity(self, raw: Any) -> tuple[int, int]:
+        if raw.kind == _KIND_FUNCREF:
+            func = raw.of.funcref
+            if not getattr(func, "__private"):
+                return (_KIND_FUNCREF, 0)
+            return (
+                _KIND_FUNCREF,
+                int(ffi.wasmtime_func_to_raw(self.store._context(), ctypes.byref(func))),
+            )
+        if raw.kind == _KIND_EXTERNREF:
+            ref = raw.of.externref
+            null = not (
+                getattr(ref, "__private1")
+                or getattr(ref, "__private2")
+                or getattr(ref, "__private3")
+            )
+            return (_KIND_EXTERNREF, 0 if null else -1)
+        if raw.kind == _KIND_ANYREF or raw.kind == _KIND_EXNREF:
+            ref = raw.of.anyref if raw.kind == _KIND_ANYREF else raw.of.exnref
+            if not ref.store_id:
+                return (raw.kind, 0)  # null: as comparable as any other null
+        return (raw.kind, -1)  # a GC reference: no identity we can compare
+
+    def _ref(self, raw: Any, where: str) -> Ref:
+        return self._resolve(self._identity(raw), where)
+
+    def _resolve(self, identity: tuple[int, int], where: str) -> Ref:
+        kind, value = identity
+        if value == 0:
+            return None
+        if kind == _KIND_FUNCREF:
+            index = self._funcs().get(value)
+            if index is None:
+                raise InitError(
+                    f"{where} holds a function that the module does not define or import "
+                    "(a host function), which a snapshot cannot reproduce"
+                )
+            return index
+        if kind == _KIND_EXTERNREF:
+            raise InitError(
+                f"{where} holds a non-null externref (a host value), "
+                "which a snapshot cannot reproduce"
+            )
+        raise InitError(f"{where} holds a GC reference, which a snapshot cannot reproduce")
+
+    def _funcs(self) -> dict[int, int]:
+        if self._func_indices is None:
+            context = self.store._context()
+            self._func_indices = {}
+            # Tables as instantiated, then exports: the lowest index wins when several
+            # functions are one (an import re-exported, say).
+            for slots, name in zip(self.context.initial_slots, self.context.tables):
+                initial = self.initial_tables[name]
+                for slot, index in reversed(slots):
+                    self._func_indices[initial[slot][1]] = index
+            for index, name in reversed(self.context.funcs):
+                func = self.export(name)
+                raw = int(ffi.wasmtime_func_to_raw(context, ctypes.byref(func._func)))
+                self._func_indices[raw] = index
+        return self._func_indices
