@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
+
+from .errors import ConfigError
 
 __all__ = [
     "DEFAULT_INIT_FUNC",
     "LEGACY_INIT_FUNC",
+    "MAX_DATA_SEGMENTS",
     "Features",
     "Preload",
     "Preopen",
     "WizenOptions",
+    "init_timeout_in_range",
+    "segment_count_in_range",
 ]
 
 DEFAULT_INIT_FUNC = "wizer-initialize"
 LEGACY_INIT_FUNC = "wizer.initialize"
+# The engines' limit on a module's data segments (wasmparser's MAX_WASM_DATA_SEGMENTS).
+MAX_DATA_SEGMENTS: Final = 100_000
+
+
+def init_timeout_in_range(seconds: float) -> bool:
+    """A time limit is a positive, finite number of seconds (no limit is spelt otherwise)."""
+    return 0 < seconds < math.inf
+
+
+def segment_count_in_range(count: int) -> bool:
+    return 1 <= count <= MAX_DATA_SEGMENTS
 
 
 @dataclass(frozen=True)
@@ -73,8 +91,8 @@ class WizenOptions:
     preopens: tuple[Preopen, ...] = ()
     preloads: tuple[Preload, ...] = ()
     features: Features = field(default_factory=Features)
-    # Data segments the output may hold in all (the engines' limit is 100,000).
-    max_data_segments: int = 100_000
+    # Data segments the output may hold in all, up to the engines' limit.
+    max_data_segments: int = MAX_DATA_SEGMENTS
     # Seconds init may run before it is given up on; None means no limit.
     init_timeout: float | None = 600.0
     # Reproducible init: fixed clocks (SOURCE_DATE_EPOCH), seeded random_get, no stdin.
@@ -89,3 +107,17 @@ class WizenOptions:
     # its optimized Cranelift compile (on another core) runs again on that faster code. Or
     # force "cranelift" (optimized) or "winch".
     compiler: str = "auto"
+
+    def __post_init__(self) -> None:
+        # The front ends check their flags and keys first, naming them; this is for callers
+        # of the library.
+        if not segment_count_in_range(self.max_data_segments):
+            raise ConfigError(
+                f"max_data_segments must be between 1 and {MAX_DATA_SEGMENTS} (the engines' "
+                f"limit), not {self.max_data_segments}"
+            )
+        if self.init_timeout is not None and not init_timeout_in_range(self.init_timeout):
+            raise ConfigError(
+                "init_timeout must be a positive number of seconds, or None for no limit, "
+                f"not {self.init_timeout}"
+            )

@@ -152,10 +152,20 @@ def test_init_timeout_false_means_no_limit() -> None:
             ' { path = "...", writable = true }',
         ),
         ({"max-data-segments": True}, "tool.wizer.max-data-segments must be an integer"),
-        ({"max-data-segments": 0}, "tool.wizer.max-data-segments must be at least 1"),
-        (
-            {"init-timeout": -1},
-            "tool.wizer.init-timeout must be a positive number of seconds, or false for no limit",
+        *(
+            (
+                {"max-data-segments": count},
+                "tool.wizer.max-data-segments must be between 1 and 100000 (the engines' limit)",
+            )
+            for count in (0, -5, 100_001)
+        ),
+        *(
+            (
+                {"init-timeout": seconds},
+                "tool.wizer.init-timeout must be a positive number of seconds, or false for no "
+                "limit",
+            )
+            for seconds in (-1, 0, float("nan"), float("inf"), True)
         ),
         ({"wasm-gc": "no"}, "tool.wizer.wasm-gc must be a boolean"),
     ],

@@ -6,24 +6,35 @@ import argparse
 import contextlib
 import os
 import signal
+import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO, TypeVar
 
 from .. import __version__
 from ..cache import ResultCache
 from ..errors import InvalidModule, UsageError, WizerError
-from ..files import write_atomically
-from ..options import DEFAULT_INIT_FUNC, Features, Preload, Preopen, WizenOptions
+from ..files import read_module, same_file, write_output
+from ..options import (
+    DEFAULT_INIT_FUNC,
+    MAX_DATA_SEGMENTS,
+    Features,
+    Preload,
+    Preopen,
+    WizenOptions,
+    init_timeout_in_range,
+    segment_count_in_range,
+)
 from .summary import Result, describe
 
 __all__ = ["entrypoint", "load_module_source", "main"]
 
 PROG = "hatch-wizer"
+_N = TypeVar("_N", int, float)
 BOOL_FLAGS = (
     "--keep-init-func",
     "--inherit-stdio",
@@ -31,8 +42,10 @@ BOOL_FLAGS = (
     *("--wasm-" + f.name.replace("_", "-") for f in fields(Features)),
 )
 EPILOG = """\
-exit status: 0 success, 1 the module could not be wizened, 2 bad usage, 130 interrupted.
+exit status: 0 success, 1 the module could not be wizened or written, 2 bad usage,
+130 interrupted (SIGINT), 143 terminated (SIGTERM).
 `hatch-wizer build --help` wizens the modules listed in pyproject.toml's [tool.wizer]."""
+NOT_A_MODULE = "not a WebAssembly module (no \\0asm header) and not WAT text"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,6 +60,33 @@ def _bool(text: str) -> bool:
     if lowered in ("false", "no", "0", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, not `{text}`")
+
+
+def _init_timeout(text: str) -> float | None:
+    seconds = _number(float, text, "a number of seconds")
+    if seconds == 0:
+        return None
+    if not init_timeout_in_range(seconds):
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number of seconds, or 0 for no limit, not `{text}`"
+        )
+    return seconds
+
+
+def _segment_count(text: str) -> int:
+    count = _number(int, text, "a whole number")
+    if not segment_count_in_range(count):
+        raise argparse.ArgumentTypeError(
+            f"expected 1 to {MAX_DATA_SEGMENTS} (the engines' limit), not `{text}`"
+        )
+    return count
+
+
+def _number(kind: Callable[[str], _N], text: str, what: str) -> _N:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, not `{text}`") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -153,7 +193,7 @@ def _parser() -> argparse.ArgumentParser:
         )
     p.add_argument(
         "--init-timeout",
-        type=float,
+        type=_init_timeout,
         default=600.0,
         metavar="SECONDS",
         help="stop init after this long (default 600; 0 for no limit)",
@@ -170,10 +210,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-data-segments",
-        type=int,
-        default=100_000,
+        type=_segment_count,
+        default=MAX_DATA_SEGMENTS,
         metavar="N",
-        help="data segments the output may hold in all (default 100000)",
+        help=f"data segments the output may hold in all (default and most {MAX_DATA_SEGMENTS})",
     )
     p.add_argument(
         "--no-cache",
@@ -246,7 +286,7 @@ def options_from_args(args: argparse.Namespace) -> WizenOptions:
         preloads=tuple(preloads),
         features=features,
         max_data_segments=args.max_data_segments,
-        init_timeout=args.init_timeout or None,
+        init_timeout=args.init_timeout,
         reproducible=args.reproducible,
         check_determinism=args.check_determinism,
         cache=args.cache,
@@ -261,122 +301,191 @@ def load_module_source(data: bytes) -> bytes:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidModule(
-            "not a WebAssembly module (no \\0asm header) and not WAT text"
-        ) from None
+        raise InvalidModule(NOT_A_MODULE) from None
     if not text.lstrip().startswith(("(", ";;")):
-        raise InvalidModule("not a WebAssembly module (no \\0asm header) and not WAT text")
+        raise InvalidModule(NOT_A_MODULE)
     from ..engine.wat import wat_to_wasm  # lazy: wasmtime loads only for WAT
 
     return wat_to_wasm(text)
+
+
+def _check_start(data: bytes) -> None:
+    """Refuse at once what starts like neither a binary module nor WAT text, though it may
+    never end (`/dev/zero`); `load_module_source` checks the whole of what passes."""
+    if data[:4] == b"\0asm":
+        return
+    start = data.lstrip(b" \t\r\n")
+    if start and not start.startswith((b"(", b";;")):
+        raise InvalidModule(NOT_A_MODULE)
 
 
 @contextlib.contextmanager
 def _stdout_to_stderr() -> Iterator[int]:
     """While the module goes to stdout, send anything else written there (guest output) to
     stderr; yields a descriptor of the real stdout."""
-    sys.stdout.flush()
+    _flush(sys.stdout)
     saved = os.dup(1)
     os.dup2(2, 1)
     try:
         yield saved
     finally:
-        sys.stdout.flush()
+        _flush(sys.stdout)
         os.dup2(saved, 1)
         os.close(saved)
 
 
-def run(argv: Sequence[str]) -> int:
+def _closed_std_fds() -> set[int]:
+    """Which of stdin, stdout and stderr were closed (`>&-`); each then gets /dev/null, so that
+    no file this run opens takes its number and receives what is meant for that stream."""
+    closed = set()
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.add(fd)
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            if getattr(sys, name) is None:  # else print(file=sys.stderr) writes to stdout
+                setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
+    return closed
+
+
+def _is_stdout(output: str) -> bool:
+    """`-` or a name of this process's stdout stream (`/dev/stdout` onto a pipe, say): the
+    module goes there, and guest output to stderr."""
+    if output == "-":
+        return True
+    try:
+        named, ours = Path(output).stat(), os.fstat(1)
+    except OSError:
+        return False
+    return os.path.samestat(named, ours) and not stat.S_ISREG(ours.st_mode)
+
+
+def _say(line: str) -> None:
+    """A line on stderr, if it can take one: a closed or broken stderr fails no run."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
+
+
+def _flush(stream: TextIO | None) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        if stream is not None:
+            stream.flush()
+
+
+def run(argv: Sequence[str], closed: Collection[int] = ()) -> int:
+    """One module, from the command line; `closed` holds the standard streams that were
+    closed when the process started."""
     from ..core import wizen
 
     args = _parser().parse_args(_normalize_bool_flags(argv))
     options = options_from_args(args)
     name = "stdin" if args.input == "-" else args.input
+    to_stdout = _is_stdout(args.output)
 
     def report(line: str) -> None:
         if not args.quiet:
-            print(f"{PROG}: {name}: {line}", file=sys.stderr, flush=True)
+            _say(f"{PROG}: {name}: {line}")
 
-    if args.input != "-" and args.output != "-" and _same_file(args.input, args.output):
+    if args.input != "-" and not to_stdout and same_file(Path(args.input), Path(args.output)):
         raise UsageError(f"the output {args.output} would overwrite the input; inputs are kept")
-    try:
-        if args.input == "-":
-            if sys.stdin.isatty():
-                raise UsageError("no input: give a module file, or pipe one into stdin")
-            data = sys.stdin.buffer.read()
-        else:
-            data = Path(args.input).read_bytes()
-    except OSError as e:
-        raise WizerError(f"cannot read {name}: {e.strerror}") from None
+    if to_stdout and 1 in closed:
+        raise WizerError("stdout is closed: nowhere to write the module (give -o FILE)")
+    if args.input == "-" and (0 in closed or sys.stdin.isatty()):
+        raise UsageError("no input: give a module file, or pipe one into stdin")
+    data = _read_input(args.input, name)
     started = time.perf_counter()
     try:
         wasm = load_module_source(data)
-        if args.output == "-":
+        if to_stdout:
             with _stdout_to_stderr() as stdout:
                 out = wizen(wasm, options, report=report)
                 with open(stdout, "wb", closefd=False) as f:
                     f.write(out)
         else:
             out = wizen(wasm, options, report=report)
-            write_atomically(Path(args.output), out)
+            write_output(Path(args.output), out, None if args.input == "-" else Path(args.input))
     except WizerError as e:
         raise type(e)(f"{name}: {e}") from None
     except OSError as e:
-        raise WizerError(f"cannot write {args.output}: {e.strerror}") from None
+        where = "stdout" if to_stdout else args.output
+        raise WizerError(f"cannot write the module to {where}: {e.strerror}") from None
     elapsed = time.perf_counter() - started
     if not args.quiet:
-        print(f"{PROG}: {describe(Result(name, len(data), len(out), elapsed))}", file=sys.stderr)
+        _say(f"{PROG}: {describe(Result(name, len(data), len(out), elapsed))}")
     return 0
 
 
-def _same_file(a: str, b: str) -> bool:
+def _read_input(path: str, name: str) -> bytes:
     try:
-        return Path(a).samefile(b)
-    except OSError:
-        return False  # no output yet (or no input, which reading reports)
+        if path == "-":
+            return read_module(sys.stdin.buffer, _check_start)
+        with open(path, "rb") as f:
+            return read_module(f, _check_start)
+    except WizerError as e:
+        raise type(e)(f"{name}: {e}") from None
+    except OSError as e:
+        raise WizerError(f"cannot read {name}: {e.strerror}") from None
 
 
-def _interrupt(signum: int, frame: object) -> NoReturn:
-    raise KeyboardInterrupt
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM: unwinds like Ctrl-C, so temp files go and no partial output stays behind."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _terminate(signum: int, frame: object) -> NoReturn:
+    raise _Terminated
+
+
+def _stopped(stop: KeyboardInterrupt) -> int:
+    """Exit status of a run stopped by a signal: 128 + its number, as the shell reports a
+    process that the signal ended."""
+    terminated = isinstance(stop, _Terminated)
+    _say(f"{PROG}: {'terminated' if terminated else 'interrupted'}")
+    return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+
+
+def main(argv: Sequence[str] | None = None, closed: Collection[int] = ()) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if threading.current_thread() is not threading.main_thread():
-        return _main(argv)
-    # `kill` unwinds like Ctrl-C, so temp files go and no partial output stays behind.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+        return _main(argv, closed)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return _main(argv)
+        return _main(argv, closed)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _main(argv: list[str]) -> int:
+def _main(argv: list[str], closed: Collection[int]) -> int:
     try:
         if argv[:1] == ["build"]:
             from .project import main_build  # the build machinery: not for one module
 
             return main_build(argv[1:])
-        return run(argv)
+        return run(argv, closed)
     except UsageError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        _say(f"{PROG}: error: {e}")
         return 2
     except WizerError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        _say(f"{PROG}: error: {e}")
         return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return _stopped(e)
 
 
 def entrypoint() -> NoReturn:
-    status = main()
-    # Once the output is written, let the result cache's writers finish, then skip the
-    # interpreter's teardown: freeing the engine, compiled code and instance memory is work
-    # nobody waits for (tens of milliseconds on large modules), as is a rival compile.
-    ResultCache.wait_for_writers()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError):  # a closed pipe: nothing more to say
-            stream.flush()
+    # SIGTERM stops the run like SIGINT up to the exit, not only while main() runs.
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        status = main(closed=_closed_std_fds())
+        # Once the output is written, let the result cache's writers finish, then skip the
+        # interpreter's teardown: freeing the engine, compiled code and instance memory is
+        # work nobody waits for (tens of milliseconds on large modules), as is a rival compile.
+        ResultCache.wait_for_writers()
+    except KeyboardInterrupt as e:
+        status = _stopped(e)
+    _flush(sys.stdout)
+    _flush(sys.stderr)
     os._exit(status)

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Final
 
 from ..errors import ConfigError
-from ..options import Features, Preload, Preopen, WizenOptions
+from ..options import (
+    MAX_DATA_SEGMENTS,
+    Features,
+    Preload,
+    Preopen,
+    WizenOptions,
+    init_timeout_in_range,
+    segment_count_in_range,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -294,15 +302,19 @@ def _conv_preload(value: object, at: str, root: Path) -> tuple[str, object]:
 def _conv_max_segments(value: object, at: str, root: Path) -> tuple[str, object]:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ConfigError(f"{at} must be an integer")
-    if value < 1:
-        raise ConfigError(f"{at} must be at least 1")
+    if not segment_count_in_range(value):
+        raise ConfigError(f"{at} must be between 1 and {MAX_DATA_SEGMENTS} (the engines' limit)")
     return "max_data_segments", value
 
 
 def _conv_timeout(value: object, at: str, root: Path) -> tuple[str, object]:
     if value is False:
         return "init_timeout", None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not init_timeout_in_range(value)  # also nan and inf, which TOML allows
+    ):
         raise ConfigError(f"{at} must be a positive number of seconds, or false for no limit")
     return "init_timeout", float(value)
 

@@ -19,7 +19,7 @@ from typing import Final
 from ..cache import result_key
 from ..engine.interrupts import INIT_GROUP, InitGroup
 from ..errors import ConfigError, WizerError
-from ..files import write_atomically
+from ..files import read_module, write_atomically, write_output
 from .config import ModuleFile, find_modules, load_config, read_pyproject
 from .summary import Result, describe
 
@@ -40,7 +40,7 @@ def _engine() -> Callable[..., bytes]:
 
 def wizen_module(module: ModuleFile, report: Reporter | None = None) -> tuple[bytes, Result]:
     """Read the module's source file and wizen it with its options."""
-    data = module.source.read_bytes()
+    data = _read_source(module)
     start = time.perf_counter()
     try:
         out = _engine()(data, module.spec.options, report=report)
@@ -87,7 +87,15 @@ def wizen_modules(
 
 def module_digest(module: ModuleFile) -> str:
     """Hash of everything that decides the module's output (the result cache's key)."""
-    return result_key(module.source.read_bytes(), module.spec.options)
+    return result_key(_read_source(module), module.spec.options)
+
+
+def _read_source(module: ModuleFile) -> bytes:
+    with module.source.open("rb") as f:
+        try:
+            return read_module(f)
+        except WizerError as e:
+            raise type(e)(f"{module.name}: {e}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -133,7 +141,7 @@ def main_build(argv: Sequence[str]) -> int:
                 stale.append((module, digest))
         digests = dict(stale)
         for module, data, result in wizen_modules(list(digests), report=_warnings):
-            write_atomically(out_dir / module.name, data)
+            write_output(out_dir / module.name, data, module.source)
             write_atomically(_stamp(out_dir, module), (digests[module] + "\n").encode())
             say(describe(result))
     except (WizerError, OSError) as e:

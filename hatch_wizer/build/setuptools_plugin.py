@@ -14,7 +14,7 @@ from typing import ClassVar
 from setuptools import Command, Distribution
 
 from ..errors import ConfigError, WizerError
-from ..files import write_atomically
+from ..files import write_output
 from .config import ModuleFile, find_modules, load_config, read_pyproject
 from .project import wizen_modules
 from .summary import describe
@@ -76,7 +76,7 @@ class build_wizer(Command):  # type: ignore[misc]  # setuptools names commands i
         dests = dict(self._plan())
         # Always from the source file: build_lib may hold last build's wizened copy.
         for module, data, result in wizen_modules(list(dests), report=_report):
-            write_atomically(dests[module], data)
+            write_output(dests[module], data, module.source)
             log.info(f"{COMMAND}: {describe(result)}")
 
     def get_source_files(self) -> list[str]:
