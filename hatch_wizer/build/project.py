@@ -103,7 +103,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="hatch-wizer build",
         description="Wizen every module listed in [tool.wizer], without building a wheel.",
         epilog="Outputs keep their project-relative paths under the output directory. "
-        "Exit status: 0 ok (or up to date), 1 a module or the config failed, 2 bad usage.",
+        "Exit status: 0 ok (or up to date), 1 a module or the config failed, 2 bad usage, "
+        "130 interrupted, 143 terminated.",
     )
     parser.add_argument(
         "--project", type=Path, default=Path(), metavar="DIR", help="project root (default: .)"
