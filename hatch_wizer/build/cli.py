@@ -100,7 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "input", nargs="?", default="-", help="module (.wasm or .wat); stdin if omitted or -"
     )
-    p.add_argument("-o", "--output", default="-", help="output file; stdout if omitted or -")
+    p.add_argument(
+        "-o", "--output", default="-", help="output file, device or fifo; stdout if omitted or -"
+    )
     p.add_argument(
         "-f",
         "--init-func",
