@@ -378,6 +378,21 @@ def test_an_input_over_one_gib_is_refused_before_it_is_read(tmp_path: Path) -> N
     only_entries(tmp_path, "huge.wasm")
 
 
+def test_a_preload_over_one_gib_is_refused_before_it_is_read(module: Path, tmp_path: Path) -> None:
+    helper = tmp_path / "huge.wasm"
+    with helper.open("wb") as f:
+        f.write(HEADER)
+        f.truncate(2 << 30)
+    out = tmp_path / "out.wasm"
+    result = run_cli(str(module), "-o", str(out), "--allow-wasi", "--no-cache", "-q",
+                     f"--preload=helper={helper}")  # fmt: skip
+    assert result.returncode == 1
+    assert one_error_line(result.stderr).endswith(
+        f"preload `helper` ({helper}): more than 1 GiB, the largest module WebAssembly engines load"
+    )
+    only_entries(tmp_path, "huge.wasm")
+
+
 class Endless(io.RawIOBase):
     """A module header, then zeros for ever; counts what was read."""
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import wasmtime
 
 from ..errors import ConfigError, InitError, InvalidModule
+from ..files import read_module
 from ..module.instrumentation import INITIALIZE, ModuleContext
 from ..options import WizenOptions
 from .compile import (
@@ -264,11 +265,14 @@ class Runtime:
     def _define_preloads(self, store: wasmtime.Store, linker: wasmtime.Linker) -> None:
         for preload in self.options.preloads:
             try:
-                source = Path(preload.path).read_bytes()
+                with Path(preload.path).open("rb") as f:
+                    source = read_module(f)
             except OSError as e:
                 raise ConfigError(
                     f"cannot read preload `{preload.name}` ({e.strerror}: {preload.path})"
                 ) from None
+            except InvalidModule as e:
+                raise InvalidModule(f"preload `{preload.name}` ({preload.path}): {e}") from None
             try:
                 module = wasmtime.Module(
                     self.run_engine, source if source[:1] == b"\0" else source.decode()
