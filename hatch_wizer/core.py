@@ -40,12 +40,18 @@ def instrument(wasm: bytes, options: WizenOptions | None = None) -> tuple[Module
     return instrument_module(parse_module(wasm), options or WizenOptions())
 
 
-def snapshot(context: ModuleContext, state: InstanceState) -> bytes:
-    """The pre-initialized module, from an instance of `instrument()`'s output after init."""
+def snapshot(
+    context: ModuleContext, state: InstanceState, *, release_memory: bool = False
+) -> bytes:
+    """The pre-initialized module, from an instance of `instrument()`'s output after init.
+
+    With `release_memory`, the instance's memory pages are given back to the system as they
+    are copied into the output (where the runtime can), and the instance is not to be used
+    afterwards: a dense memory and its output then never both exist in full."""
     from .module.rewrite import rewrite
     from .module.state import take_snapshot
 
-    return rewrite(context, take_snapshot(context, state))
+    return rewrite(context, take_snapshot(context, state, release_memory=release_memory))
 
 
 def wizen(
@@ -102,7 +108,7 @@ def _wizen(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
         with stage("determinism check"):
             _check_determinism(context, state, runtime.initialize(context, compiled))
     with stage("snapshot"):
-        out = snapshot(context, state)
+        out = snapshot(context, state, release_memory=True)
     with stage("check"):
         runtime.validate(out, "hatch-wizer produced an invalid module (a bug; please report it)")
     return out

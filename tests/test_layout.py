@@ -17,6 +17,8 @@ from hatch_wizer.module.layout import (
     data_segment_overhead,
     find_runs,
     lay_out,
+    segment_header,
+    segments_size,
 )
 
 # Mostly zeros, with runs of non-zero bytes, runs of mixed bytes (as in arrays of small
@@ -87,6 +89,23 @@ tied_memories = st.lists(st.sampled_from([b"\1" + bytes(8), b"\2" + bytes(9), b"
 def test_segment_limit_merges_exactly_the_smallest_gaps(data: list[bytes], limit: int) -> None:
     runs = [find_runs(memoryview(bytearray(d))) for d in data]  # small: nothing to densify
     assert lay_out(runs, limit) == _merged_by_definition(runs, limit)
+
+
+# Offsets and lengths on either side of every LEB byte boundary, including i32 offsets from
+# 2 GiB up (encoded as negative numbers).
+_edges = [1 << bits for bits in range(6, 35, 7)] + [(1 << 32) - (1 << bits) for bits in range(6, 32, 7)]
+_points = st.one_of(
+    st.integers(0, 1 << 33), st.sampled_from(_edges).flatmap(lambda e: st.integers(e - 2, e + 2))
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_points, max_size=40), st.sampled_from([0, 1, 300]), st.booleans())
+def test_segments_size_is_the_encoded_size(points: list[int], memory: int, is64: bool) -> None:
+    bounds = sorted({p for p in points if is64 or p <= 1 << 32})
+    runs = list(zip(bounds[::2], bounds[1::2]))
+    encoded = sum(len(segment_header(memory, s, e - s, is64)) + e - s for s, e in runs)
+    assert segments_size(memory, runs, is64) == encoded
 
 
 def test_budget_estimate_keeps_about_the_budget() -> None:

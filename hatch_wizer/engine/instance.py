@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import mmap
+import platform
 import struct
 from typing import Any
 
@@ -26,6 +28,12 @@ _KIND_FUNCREF = 5
 _KIND_EXTERNREF = 6
 _KIND_ANYREF = 7
 _KIND_EXNREF = 8
+
+# Linux frees a private mapping's pages at once on MADV_DONTNEED (later reads give zeros).
+_MADV_DONTNEED = getattr(mmap, "MADV_DONTNEED", None) if platform.system() == "Linux" else None
+_madvise = ctypes.CDLL(None).madvise
+_madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+_madvise.restype = ctypes.c_int
 
 
 class WasmtimeState:
@@ -113,8 +121,9 @@ class WasmtimeState:
         bounds = iter(memoryview(raw).cast("B").cast("q").tolist())
         return list(zip(bounds, bounds))
 
-    def encode_segments(self, encoder: str, runs: list[tuple[int, int]]) -> bytes:
-        """Encoded active data segments for `runs`, written by the module's added encoder."""
+    def encode_into(self, encoder: str, runs: list[tuple[int, int]], out: memoryview) -> int:
+        """Write the active data segments for `runs` to the start of `out`, encoded by the
+        module's added encoder in the scratch memory; their size."""
         scratch = self.export(self.context.scratch or "")
         # struct takes the pairs as arguments twice as fast as array iterates over them.
         pairs = struct.pack(f"<{2 * len(runs)}q", *itertools.chain.from_iterable(runs))
@@ -126,7 +135,21 @@ class WasmtimeState:
         scratch.write(self.store, pairs, 0)
         end = self.export(encoder)(self.store, len(runs), len(pairs))
         address = ctypes.cast(scratch.data_ptr(self.store), ctypes.c_void_p).value or 0
-        return ctypes.string_at(address + len(pairs), end - len(pairs))
+        size: int = end - len(pairs)
+        encoded = (ctypes.c_ubyte * size).from_address(address + len(pairs))
+        out[:size] = memoryview(encoded).cast("B")
+        return size
+
+    def release(self, name: str, start: int, end: int) -> None:
+        """Give the whole pages of memory `name` within `[start, end)` back to the system:
+        the snapshot has copied them. The instance reads zeros (or its initial image) there
+        afterwards."""
+        memory = self.export(name)
+        base = ctypes.cast(memory.data_ptr(self.store), ctypes.c_void_p).value or 0
+        first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+        stop = min(end, memory.data_len(self.store)) // mmap.PAGESIZE * mmap.PAGESIZE
+        if base % mmap.PAGESIZE == 0 and stop > first and _MADV_DONTNEED is not None:
+            _madvise(base + first, stop - first, _MADV_DONTNEED)
 
     def segment_dropped(self, probe: str) -> bool:
         try:

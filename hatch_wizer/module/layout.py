@@ -10,6 +10,7 @@ accept.
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import heapq
 import itertools
@@ -20,7 +21,16 @@ from typing import Final
 
 from ..wasm.binary import offset_expr, uleb
 
-__all__ = ["Run", "data_bytes", "data_segment_overhead", "encode_segments", "find_runs", "lay_out"]
+__all__ = [
+    "Run",
+    "data_bytes",
+    "data_segment_overhead",
+    "encode_segments",
+    "find_runs",
+    "lay_out",
+    "segment_header",
+    "segments_size",
+]
 
 SCAN_PAGE: Final = 64 * 1024
 SMALL_PAGE: Final = 4096
@@ -292,10 +302,45 @@ def lay_out(memories: list[list[Run]], limit: int) -> list[list[Run]]:
     return merged
 
 
+def segment_header(memory: int, start: int, length: int, is64: bool) -> bytes:
+    """An active data segment of `memory` up to its data: flag, offset expression, length."""
+    head = b"\x00" if memory == 0 else b"\x02" + uleb(memory)
+    return head + offset_expr(start, is64) + uleb(length)
+
+
 def encode_segments(memory: int, runs: list[Run], view: memoryview, is64: bool) -> list[bytes]:
     """Active data segments of `memory` (whose bytes `view` shows) for `runs`, as pieces."""
-    head = b"\x00" if memory == 0 else b"\x02" + uleb(memory)
     pieces: list[bytes] = []
     for start, end in runs:
-        pieces += (head + offset_expr(start, is64) + uleb(end - start), bytes(view[start:end]))
+        pieces += (segment_header(memory, start, end - start, is64), bytes(view[start:end]))
     return pieces
+
+
+def segments_size(memory: int, runs: list[Run], is64: bool) -> int:
+    """The bytes `encode_segments` gives for `runs` (in order), without encoding them: C-level
+    passes count the LEB bytes of the lengths, bisection those of the offsets."""
+    lengths: list[int] = list(map(operator.sub, map(_end, runs), map(_start, runs)))
+    length_bytes = bytes(map(int.bit_length, lengths)).translate(_ULEB_BYTES)
+    fixed = (1 if memory == 0 else 1 + _uleb_len(memory)) + 2  # flag (and index), const, end
+    total = len(runs) * fixed + sum(lengths) + _sleb_offsets_size(runs, is64)
+    return total + sum(n * length_bytes.count(n) for n in range(1, 11))
+
+
+_start, _end = operator.itemgetter(0), operator.itemgetter(1)
+# An unsigned LEB's bytes, by the bit length of its value.
+_ULEB_BYTES: Final = bytes(max(1, -(-bits // 7)) for bits in range(256))
+
+
+def _sleb_offsets_size(runs: list[Run], is64: bool) -> int:
+    """The bytes of the signed LEBs of the runs' offsets (see `offset_expr`)."""
+    count = len(runs)
+    # A signed LEB takes one byte, plus one for each of 2^6, 2^13, ... it is at or above (for
+    # a negative value: each of -2^6, -2^13, ... it is below). i32 offsets from 2 GiB up are
+    # negative numbers. Runs are in order, so bisection finds how many pass each bound.
+    negative = count if is64 else bisect.bisect_left(runs, 1 << 31, key=_start)
+    total = count
+    for bits in range(6, 63, 7):
+        total += negative - bisect.bisect_left(runs, 1 << bits, 0, negative, key=_start)
+        below = bisect.bisect_left(runs, (1 << 32) - (1 << bits), negative, count, key=_start)
+        total += below - negative
+    return total

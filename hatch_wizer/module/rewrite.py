@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from itertools import groupby
 
-from ..wasm.assemble import Payload, assemble
+from ..wasm.assemble import Payload, Piece, assemble
 from ..wasm.binary import offset_expr, sleb, uleb, vector
 from ..wasm.parse import EXTERNREF, FUNCREF, Limits, SectionId
 from .instrumentation import INITIALIZE, ModuleContext
@@ -110,11 +110,11 @@ def _global(type_raw: bytes, valtype: str, value: int | None) -> bytes:
     return type_raw + b"\x01" + _const(valtype, value) + b"\x0b"
 
 
-def _data(context: ModuleContext, snap: Snapshot) -> list[bytes]:
+def _data(context: ModuleContext, snap: Snapshot) -> list[Piece]:
     """The data section's entries, as pieces to join once."""
     # Original segments keep their indices for run-time memory.init: active ones (already
     # applied, so dropped) and segments init dropped become empty passive segments.
-    items = [
+    items: list[Piece] = [
         seg.raw if seg.mode == "passive" and i not in snap.dropped_data else EMPTY_PASSIVE_DATA
         for i, seg in enumerate(context.module.data)
     ]

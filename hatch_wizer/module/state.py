@@ -2,28 +2,46 @@
 
 from __future__ import annotations
 
+import bisect
+import operator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 from ..errors import InitError, UnsupportedModule
+from ..wasm.assemble import Piece
 from .instrumentation import ModuleContext
-from .layout import data_bytes, encode_segments, find_runs, lay_out
+from .layout import (
+    Run,
+    data_bytes,
+    encode_segments,
+    find_runs,
+    lay_out,
+    segment_header,
+    segments_size,
+)
 from .scanner import DUMPABLE
 
 __all__ = [
     "MAX_DATA_BYTES",
     "InstanceState",
     "Ref",
+    "SegmentWriter",
     "Snapshot",
     "TableState",
     "read_globals",
     "take_snapshot",
 ]
 
-# Web engines refuse modules over 1 GiB (V8's limit, shared by others); a bigger snapshot also
-# could not be built without holding several copies of it in memory.
+# Web engines refuse modules over 1 GiB (V8's limit, shared by others).
 MAX_DATA_BYTES: Final = 1 << 30
+
+# Segments are encoded into the scratch memory and copied into the output in batches of about
+# this much data, so that the scratch stays small; a longer run is copied straight from its
+# memory, this much at a time.
+BATCH_BYTES: Final = 16 << 20
+
+_END: Final = operator.itemgetter(1)
 
 # A reference value: a function index, or None for null.
 Ref = int | None
@@ -59,11 +77,80 @@ class InstanceState(Protocol):
         ...
 
 
+@runtime_checkable
+class EncodingState(Protocol):
+    """A state whose runtime runs the encoder that instrumentation adds (`scanner.py`)."""
+
+    def memory(self, name: str) -> memoryview: ...
+
+    def encode_into(self, encoder: str, runs: list[Run], out: memoryview) -> int:
+        """Write the active data segments of `runs` to the start of `out`; their size."""
+        ...
+
+    def release(self, name: str, start: int, end: int) -> None:
+        """Give the memory's pages within `[start, end)` back to the system (they read zero
+        after)."""
+        ...
+
+
+class SegmentWriter:
+    """One memory's new active data segments, encoded straight into the output when it is
+    assembled: the data is copied once (memory to output, through a small scratch), not into
+    a whole-memory scratch, out of it, and into the joined output.
+
+    With `release`, the memory's pages go back to the system (`state.release`) as soon as they
+    are copied, so that a dense memory and its output are not held in full at once; the
+    instance then reads zeros there. It writes once."""
+
+    def __init__(
+        self, state: EncodingState, name: str, encoder: str, memory: int, is64: bool,
+        runs: list[Run], release: bool,
+    ) -> None:  # fmt: skip
+        self.state, self.name, self.encoder = state, name, encoder
+        self.memory, self.is64, self.runs = memory, is64, runs
+        self.release = release
+        self.nbytes = segments_size(memory, runs, is64)
+
+    def write_into(self, out: memoryview) -> None:
+        runs, view = self.runs, self.state.memory(self.name)
+        pos = i = 0
+        while i < len(runs):
+            # A batch: the runs that end within BATCH_BYTES of the first one's start.
+            j = bisect.bisect_right(runs, runs[i][0] + BATCH_BYTES, i, key=_END)
+            if j > i:
+                pos += self.state.encode_into(self.encoder, runs[i:j], out[pos:])
+                # Only where it frees much: releasing costs per page mapped, zero or not.
+                if 4 * data_bytes(runs[i:j]) >= BATCH_BYTES:
+                    self._copied(runs[i][0], runs[j - 1][1])
+                i = j
+                continue
+            start, end = runs[i]  # longer than a batch
+            header = segment_header(self.memory, start, end - start, self.is64)
+            out[pos : pos + len(header)] = header
+            pos += len(header)
+            for chunk in range(start, end, BATCH_BYTES):
+                stop = min(chunk + BATCH_BYTES, end)
+                out[pos : pos + stop - chunk] = view[chunk:stop]
+                pos += stop - chunk
+                self._copied(chunk, stop)
+            i += 1
+        if pos != self.nbytes:
+            raise RuntimeError(
+                f"memory {self.memory}'s data segments took {pos} bytes, not {self.nbytes} (a bug)"
+            )
+
+    def _copied(self, start: int, end: int) -> None:
+        if self.release:
+            self.state.release(self.name, start, end)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     globals: dict[int, int | None]  # global index -> raw bits or Ref
     memory_pages: tuple[int, ...]
-    data: tuple[bytes, ...]  # the new active data segments, encoded, as pieces to join
+    # The new active data segments, as pieces of the data section: encoded bytes, or writers
+    # that encode them into the output in place.
+    data: tuple[Piece, ...]
     data_count: int
     tables: tuple[TableState, ...]
     dropped_data: frozenset[int]
@@ -85,7 +172,11 @@ def read_globals(context: ModuleContext, state: InstanceState) -> dict[int, int 
     return globals_
 
 
-def take_snapshot(context: ModuleContext, state: InstanceState) -> Snapshot:
+def take_snapshot(
+    context: ModuleContext, state: InstanceState, *, release_memory: bool = False
+) -> Snapshot:
+    """The instance's state after init. The data refers to the live instance until the output
+    is assembled; `release_memory` lets that free the memory's pages as they are copied."""
     module = context.module
     globals_ = read_globals(context, state)
     tables = tuple(state.table(name) for name in context.tables)
@@ -114,10 +205,14 @@ def take_snapshot(context: ModuleContext, state: InstanceState) -> Snapshot:
             f"the snapshot would hold {data / 2**30:.2f} GiB of memory data, more than the "
             f"{MAX_DATA_BYTES // 2**30} GiB engines accept in a module"
         )
-    encoded: list[bytes] = []
+    encoded: list[Piece] = []
     for i, (name, limits, mine) in enumerate(zip(context.memories, module.memories, segments)):
-        if mine and context.encoders and hasattr(state, "encode_segments"):
-            encoded.append(state.encode_segments(context.encoders[i], mine))
+        if mine and context.encoders and isinstance(state, EncodingState):
+            release = release_memory and not limits.shared
+            encoder = context.encoders[i]
+            encoded.append(
+                SegmentWriter(state, name, encoder, first + i, limits.is64, mine, release)
+            )
         elif mine:
             encoded += encode_segments(first + i, mine, state.memory(name), limits.is64)
 

@@ -2,21 +2,63 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ctypes
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from .binary import read_uleb, uleb
 from .parse import SECTION_ORDER, Module, SectionId
 
-__all__ = ["Payload", "assemble", "extend_vector"]
-
-# A section's contents: bytes, or pieces to be joined (so large data is copied only once).
-Payload = bytes | list[bytes | memoryview]
+__all__ = ["Deferred", "Payload", "Piece", "assemble", "extend_vector"]
 
 
-def _section(section_id: int, payload: Payload) -> list[bytes | memoryview]:
-    pieces = payload if isinstance(payload, list) else [payload]
-    size = sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in pieces)
-    return [bytes([section_id]) + uleb(size), *pieces]
+class Deferred(Protocol):
+    """A piece of known size that writes itself into the output (e.g. a memory's data)."""
+
+    @property
+    def nbytes(self) -> int: ...
+
+    def write_into(self, out: memoryview) -> None:
+        """Fill `out`, which is exactly `nbytes` long."""
+        ...
+
+
+Piece = bytes | memoryview | Deferred
+# A section's contents: bytes, or pieces to be copied into the output (large data only once).
+Payload = bytes | Sequence[Piece]
+
+_new_bytes = ctypes.pythonapi.PyBytes_FromStringAndSize
+_new_bytes.argtypes = (ctypes.c_char_p, ctypes.c_ssize_t)
+_new_bytes.restype = ctypes.py_object
+
+
+def _size(piece: Piece) -> int:
+    return len(piece) if isinstance(piece, bytes) else piece.nbytes
+
+
+def _section(section_id: int, payload: Payload) -> list[Piece]:
+    pieces = [payload] if isinstance(payload, bytes) else payload
+    return [bytes([section_id]) + uleb(sum(map(_size, pieces))), *pieces]
+
+
+def _build(pieces: list[Piece]) -> bytes:
+    """The pieces in one new bytes object, filled in place before anyone else sees it (C's
+    `PyBytes_FromStringAndSize(NULL, n)`): a join would need every piece to exist in full at
+    once, and a bytearray would be copied once more into bytes."""
+    size = sum(map(_size, pieces))
+    out = _new_bytes(None, size)
+    address = ctypes.cast(ctypes.c_char_p(out), ctypes.c_void_p).value or 0
+    view = memoryview((ctypes.c_ubyte * size).from_address(address)).cast("B")
+    pos = 0
+    for piece in pieces:
+        end = pos + _size(piece)
+        if isinstance(piece, bytes | memoryview):
+            view[pos:end] = piece
+        else:
+            piece.write_into(view[pos:end])
+        pos = end
+    assert isinstance(out, bytes)
+    return out
 
 
 def assemble(module: Module, new: Mapping[SectionId, Payload | None]) -> bytes:
@@ -31,7 +73,7 @@ def assemble(module: Module, new: Mapping[SectionId, Payload | None]) -> bytes:
         (sid for sid, payload in new.items() if payload is not None and sid not in present),
         key=SECTION_ORDER.index,
     )
-    out: list[bytes | memoryview] = [wasm[:8]]
+    out: list[Piece] = [wasm[:8]]
 
     def emit_missing_before(rank: int) -> None:
         while missing and SECTION_ORDER.index(missing[0]) < rank:
@@ -51,7 +93,7 @@ def assemble(module: Module, new: Mapping[SectionId, Payload | None]) -> bytes:
             # Sections that sort right after this one go before any trailing custom section.
             emit_missing_before(SECTION_ORDER.index(sec.id) + 1 + _gap_after(sec.id, present))
     emit_missing_before(len(SECTION_ORDER))
-    return b"".join(out)
+    return _build(out)
 
 
 def _gap_after(section_id: int, present: set[int]) -> int:
