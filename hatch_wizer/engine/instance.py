@@ -16,7 +16,6 @@ from wasmtime._extern import wrap_extern
 
 from ..errors import InitError
 from ..module.instrumentation import ModuleContext
-from ..module.layout import data_bytes
 from ..module.scanner import GLOBAL_SLOT
 from ..module.state import Ref, TableState
 from .wasi import WasiHost
@@ -127,8 +126,9 @@ class WasmtimeState:
         scratch = self.export(self.context.scratch or "")
         # struct takes the pairs as arguments twice as fast as array iterates over them.
         pairs = struct.pack(f"<{2 * len(runs)}q", *itertools.chain.from_iterable(runs))
-        data = data_bytes(runs)
-        needed = len(pairs) + data + 20 * len(runs)  # 20: the most a segment header takes
+        # The runs' extent bounds their data (and costs no pass over them); scratch pages past
+        # the data are never touched. 20: the most a segment header takes.
+        needed = len(pairs) + runs[-1][1] - runs[0][0] + 20 * len(runs)
         have = scratch.data_len(self.store)
         if needed > have:
             scratch.grow(self.store, -(-(needed - have) // 65536))

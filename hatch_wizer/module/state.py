@@ -118,9 +118,10 @@ class SegmentWriter:
             # A batch: the runs that end within BATCH_BYTES of the first one's start.
             j = bisect.bisect_right(runs, runs[i][0] + BATCH_BYTES, i, key=_END)
             if j > i:
-                pos += self.state.encode_into(self.encoder, runs[i:j], out[pos:])
+                written = self.state.encode_into(self.encoder, runs[i:j], out[pos:])
+                pos += written
                 # Only where it frees much: releasing costs per page mapped, zero or not.
-                if 4 * data_bytes(runs[i:j]) >= BATCH_BYTES:
+                if 4 * written >= BATCH_BYTES:
                     self._copied(runs[i][0], runs[j - 1][1])
                 i = j
                 continue
