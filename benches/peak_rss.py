@@ -2,6 +2,7 @@
 
     python -m benches.peak_rss                      # dense 512 MiB
     python -m benches.peak_rss --mib 64 --content sparse
+    python -m benches.peak_rss -- --wasm-multi-memory false   # more arguments for hatch-wizer
 
 Builds a WAT module whose init grows its memory to `--mib` MiB and fills it (`dense`: every
 byte non-zero, from an LCG, so nothing compresses or merges away; `sparse`: 20,000 bytes at
@@ -86,7 +87,7 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=512, help="memory size in MiB (default 512)")
     parser.add_argument("--content", choices=("dense", "sparse"), default="dense")
     parser.add_argument("--runs", type=int, default=1, help="runs; the largest peak counts")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()
     make = dense_wat if args.content == "dense" else sparse_wat
     hatch_wizer = shutil.which("hatch-wizer", path=str(Path(sys.executable).parent))
     with tempfile.TemporaryDirectory(prefix="peak-rss-") as tmp:
@@ -94,6 +95,7 @@ def main() -> None:
         module, out = work / "m.wasm", work / "out.wasm"
         module.write_bytes(wasmtime.wat2wasm(make(args.mib)))
         cmd = [hatch_wizer or "hatch-wizer", "-q", "--no-cache", str(module), "-o", str(out)]
+        cmd += [arg for arg in extra if arg != "--"]
         results = [peak_rss(cmd, work) for _ in range(args.runs)]
         peak, size = max(rss for rss, _ in results), out.stat().st_size
         with out.open("rb") as f:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import random
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -106,6 +107,14 @@ def test_segments_size_is_the_encoded_size(points: list[int], memory: int, is64:
     runs = list(zip(bounds[::2], bounds[1::2]))
     encoded = sum(len(segment_header(memory, s, e - s, is64)) + e - s for s, e in runs)
     assert segments_size(memory, runs, is64) == encoded
+
+
+@settings(max_examples=100, deadline=None)
+@given(memories, st.integers(1, 300))
+def test_runs_found_chunk_by_chunk_are_the_runs_of_the_whole(data: bytes, chunk: int) -> None:
+    whole = find_runs(memoryview(bytearray(data)))
+    with mock.patch("hatch_wizer.module.layout.SCAN_CHUNK", chunk):
+        assert find_runs(memoryview(bytearray(data))) == whole
 
 
 def test_budget_estimate_keeps_about_the_budget() -> None:

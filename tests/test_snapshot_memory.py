@@ -17,9 +17,12 @@ from hatch_wizer import WizenOptions, instrument, snapshot, wizen
 from hatch_wizer.engine.instance import WasmtimeState
 from hatch_wizer.engine.runtime import Runtime
 from hatch_wizer.module.state import BATCH_BYTES
+from hatch_wizer.options import Features
 from tests.harness import wasm_of
 
 OPTS = WizenOptions(cache=False)
+# Without multi-memory there is no scratch memory, so no encoder: Python encodes the segments.
+NO_ENCODER = WizenOptions(cache=False, features=Features(multi_memory=False))
 MIB = 1 << 20
 
 # Memory 1 (so segments carry a memory index): runs of every length from 1 byte to 4 KiB
@@ -48,6 +51,20 @@ MIXED = f"""(module
     (memory.fill $c (i64.const 0x280000) (i32.const 6) (i64.const 0x10))))"""
 
 
+# One memory: runs of 1 to 4 KiB, then a run longer than a batch.
+DENSE = f"""(module (memory (export "m") 1)
+  (func (export "wizer-initialize")
+    (local $p i32) (local $x i32) (local $n i32)
+    (drop (memory.grow (i32.const {40 * 16 - 1})))
+    (loop $next
+      (local.set $x (i32.add (i32.mul (local.get $x) (i32.const 1664525)) (i32.const 1013904223)))
+      (local.set $n (i32.add (i32.shr_u (local.get $x) (i32.const 20)) (i32.const 1)))
+      (memory.fill (local.get $p) (i32.or (local.get $x) (i32.const 1)) (local.get $n))
+      (local.set $p (i32.add (local.get $p) (i32.add (local.get $n) (i32.const 40))))
+      (br_if $next (i32.lt_u (local.get $p) (i32.const {8 * MIB}))))
+    (memory.fill (i32.const {9 * MIB}) (i32.const 7) (i32.const {BATCH_BYTES + 4 * MIB}))))"""
+
+
 class PlainState:
     """Only the InstanceState protocol: the snapshot scans and encodes in Python."""
 
@@ -58,9 +75,9 @@ class PlainState:
         self.segment_dropped = inner.segment_dropped
 
 
-def _initialized(wat: str) -> tuple[Any, WasmtimeState]:
-    context, instrumented = instrument(wasm_of(wat), OPTS)
-    runtime = Runtime(OPTS)
+def _initialized(wat: str, options: WizenOptions = OPTS) -> tuple[Any, WasmtimeState]:
+    context, instrumented = instrument(wasm_of(wat), options)
+    runtime = Runtime(options)
     return context, runtime.initialize(context, runtime.compile(instrumented))
 
 
@@ -82,31 +99,39 @@ def test_batched_segments_are_the_plain_encoding() -> None:
 
 
 @pytest.mark.skipif(platform.system() != "Linux", reason="pages are given back on Linux only")
-def test_copied_pages_are_given_back_and_the_scratch_stays_small() -> None:
-    context, state = _initialized(MIXED)
-    memory = state.memory(context.memories[1])
+@pytest.mark.parametrize(
+    ("wat", "options", "ordinal", "written"),
+    [
+        (MIXED, OPTS, 1, [(0, 24 * MIB), (25 * MIB, 41 * MIB)]),
+        (DENSE, NO_ENCODER, 0, [(0, 8 * MIB), (9 * MIB, 9 * MIB + BATCH_BYTES + 4 * MIB)]),
+    ],
+    ids=["encoder", "python"],
+)
+def test_copied_pages_are_given_back_and_the_scratch_stays_small(
+    wat: str, options: WizenOptions, ordinal: int, written: list[tuple[int, int]]
+) -> None:
+    context, state = _initialized(wat, options)
+    memory = state.memory(context.memories[ordinal])
     # Where init wrote; the scan maps the zero page into the rest, which costs no RAM.
-    written = [(0, 24 * MIB), (25 * MIB, 41 * MIB)]
     pages = sum(end - start for start, end in written) // mmap.PAGESIZE
     assert sum(_resident_pages(memory, start, end) for start, end in written) >= pages
     out = snapshot(context, state, release_memory=True)
     assert sum(_resident_pages(memory, start, end) for start, end in written) < pages // 100
-    scratch = state.export(context.scratch or "").data_len(state.store)
-    assert scratch <= BATCH_BYTES + MIB < len(out) // 2
+    if context.scratch:
+        scratch = state.export(context.scratch).data_len(state.store)
+        assert scratch <= BATCH_BYTES + MIB < len(out) // 2
 
 
-def test_the_output_is_the_only_copy_of_a_dense_memory() -> None:
-    pages = 24 * MIB // 65536
-    wat = f"""(module (memory 1)
-      (func (export "wizer-initialize")
-        (drop (memory.grow (i32.const {pages - 1})))
-        (memory.fill (i32.const 0) (i32.const 7) (i32.const {pages * 65536}))))"""
-    wasm = wasm_of(wat)
+@pytest.mark.parametrize("options", [OPTS, NO_ENCODER], ids=["encoder", "python"])
+def test_the_output_is_the_only_copy_of_a_dense_memory(options: WizenOptions) -> None:
+    context, state = _initialized(DENSE, options)
+    assert bool(context.encoders) == (options is OPTS)
+    plain = snapshot(context, PlainState(state))
     tracemalloc.start()
     try:
-        out = wizen(wasm, OPTS)
+        out = wizen(wasm_of(DENSE), options)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert len(out) > 24 * MIB
+    assert out == plain
     assert peak < len(out) + 4 * MIB  # the output, not a copy of the memory too

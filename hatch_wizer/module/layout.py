@@ -25,11 +25,11 @@ __all__ = [
     "Run",
     "data_bytes",
     "data_segment_overhead",
-    "encode_segments",
     "find_runs",
     "lay_out",
     "segment_header",
     "segments_size",
+    "write_segments",
 ]
 
 SCAN_PAGE: Final = 64 * 1024
@@ -45,6 +45,8 @@ DENSE_IMAGE_SIZE: Final = 16 * 1024 * 1024
 DENSE_ZEROS: Final = 0.75
 # Pages sampled to estimate how long a gap must be to fit a segment budget.
 SAMPLE_PAGES: Final = 32
+# The Python scan copies the bytes it scans, this many at a time: not a dense memory whole.
+SCAN_CHUNK: Final = 16 << 20
 
 _ZERO_PAGE: Final = bytes(SCAN_PAGE)
 _ZERO_BLOCKS: Final = tuple(bytes(1 << k) for k in range(15, 3, -1))
@@ -222,9 +224,13 @@ def find_runs(
     if scanner is not None and page_runs:
         # One call over the whole extent: each call into wasm costs more than skipping zeros.
         return scanner(page_runs[0][0], page_runs[-1][1], split)
-    runs = []
+    runs: list[Run] = []
     for start, end in page_runs:
-        runs += _scan(address, start, end, split)
+        for chunk in range(start, end, SCAN_CHUNK):
+            more = _scan(address, chunk, min(chunk + SCAN_CHUNK, end), split)
+            if runs and more and more[0][0] - runs[-1][1] < split:  # a run the chunks cut
+                runs[-1] = (runs[-1][0], more.pop(0)[1])
+            runs += more
     return runs
 
 
@@ -308,16 +314,23 @@ def segment_header(memory: int, start: int, length: int, is64: bool) -> bytes:
     return head + offset_expr(start, is64) + uleb(length)
 
 
-def encode_segments(memory: int, runs: list[Run], view: memoryview, is64: bool) -> list[bytes]:
-    """Active data segments of `memory` (whose bytes `view` shows) for `runs`, as pieces."""
-    pieces: list[bytes] = []
+def write_segments(
+    memory: int, runs: list[Run], view: memoryview, is64: bool, out: memoryview
+) -> int:
+    """Write the active data segments of `memory` (whose bytes `view` shows) for `runs` to the
+    start of `out`; their size."""
+    pos = 0
     for start, end in runs:
-        pieces += (segment_header(memory, start, end - start, is64), bytes(view[start:end]))
-    return pieces
+        header = segment_header(memory, start, end - start, is64)
+        out[pos : pos + len(header)] = header
+        pos += len(header)
+        out[pos : pos + end - start] = view[start:end]
+        pos += end - start
+    return pos
 
 
 def segments_size(memory: int, runs: list[Run], is64: bool) -> int:
-    """The bytes `encode_segments` gives for `runs` (in order), without encoding them: C-level
+    """The bytes `write_segments` writes for `runs` (in order), without encoding them: C-level
     passes count the LEB bytes of the lengths, bisection those of the offsets."""
     lengths: list[int] = list(map(operator.sub, map(_end, runs), map(_start, runs)))
     length_bytes = bytes(map(int.bit_length, lengths)).translate(_ULEB_BYTES)

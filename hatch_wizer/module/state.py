@@ -9,16 +9,16 @@ from functools import partial
 from typing import Final, Protocol, runtime_checkable
 
 from ..errors import InitError, UnsupportedModule
-from ..wasm.assemble import Piece
+from ..wasm.assemble import Piece, build
 from .instrumentation import ModuleContext
 from .layout import (
     Run,
     data_bytes,
-    encode_segments,
     find_runs,
     lay_out,
     segment_header,
     segments_size,
+    write_segments,
 )
 from .scanner import DUMPABLE
 
@@ -79,7 +79,8 @@ class InstanceState(Protocol):
 
 @runtime_checkable
 class EncodingState(Protocol):
-    """A state whose runtime runs the encoder that instrumentation adds (`scanner.py`)."""
+    """A state that runs the encoder instrumentation adds (`scanner.py`) and can give memory
+    back: its snapshot's data is written into the output only when that is assembled."""
 
     def memory(self, name: str) -> memoryview: ...
 
@@ -94,21 +95,22 @@ class EncodingState(Protocol):
 
 
 class SegmentWriter:
-    """One memory's new active data segments, encoded straight into the output when it is
-    assembled: the data is copied once (memory to output, through a small scratch), not into
-    a whole-memory scratch, out of it, and into the joined output.
+    """One memory's new active data segments, encoded straight into the output: the data is
+    copied once (memory to output, in batches through the encoder's small scratch when there
+    is one), not into a whole-memory scratch, out of it, and into a joined output.
 
-    With `release`, the memory's pages go back to the system (`state.release`) as soon as they
-    are copied, so that a dense memory and its output are not held in full at once; the
-    instance then reads zeros there. It writes once."""
+    With `release`, the memory's pages go back to the system as soon as they are copied, so
+    that a dense memory and its output are never both held in full; the instance then reads
+    zeros there. It writes once."""
 
     def __init__(
-        self, state: EncodingState, name: str, encoder: str, memory: int, is64: bool,
-        runs: list[Run], release: bool,
+        self, state: InstanceState, name: str, memory: int, is64: bool, runs: list[Run],
+        encoder: str | None = None, release: bool = False,
     ) -> None:  # fmt: skip
-        self.state, self.name, self.encoder = state, name, encoder
-        self.memory, self.is64, self.runs = memory, is64, runs
-        self.release = release
+        self.state, self.name, self.memory, self.is64, self.runs = state, name, memory, is64, runs
+        self.engine = state if isinstance(state, EncodingState) else None
+        self.encoder = encoder if self.engine else None
+        self.release = release and self.engine is not None
         self.nbytes = segments_size(memory, runs, is64)
 
     def write_into(self, out: memoryview) -> None:
@@ -118,7 +120,7 @@ class SegmentWriter:
             # A batch: the runs that end within BATCH_BYTES of the first one's start.
             j = bisect.bisect_right(runs, runs[i][0] + BATCH_BYTES, i, key=_END)
             if j > i:
-                written = self.state.encode_into(self.encoder, runs[i:j], out[pos:])
+                written = self._encode(runs[i:j], view, out[pos:])
                 pos += written
                 # Only where it frees much: releasing costs per page mapped, zero or not.
                 if 4 * written >= BATCH_BYTES:
@@ -140,9 +142,14 @@ class SegmentWriter:
                 f"memory {self.memory}'s data segments took {pos} bytes, not {self.nbytes} (a bug)"
             )
 
+    def _encode(self, runs: list[Run], view: memoryview, out: memoryview) -> int:
+        if self.engine and self.encoder:
+            return self.engine.encode_into(self.encoder, runs, out)
+        return write_segments(self.memory, runs, view, self.is64, out)
+
     def _copied(self, start: int, end: int) -> None:
-        if self.release:
-            self.state.release(self.name, start, end)
+        if self.engine and self.release:
+            self.engine.release(self.name, start, end)
 
 
 @dataclass(frozen=True)
@@ -208,14 +215,14 @@ def take_snapshot(
         )
     encoded: list[Piece] = []
     for i, (name, limits, mine) in enumerate(zip(context.memories, module.memories, segments)):
-        if mine and context.encoders and isinstance(state, EncodingState):
-            release = release_memory and not limits.shared
-            encoder = context.encoders[i]
-            encoded.append(
-                SegmentWriter(state, name, encoder, first + i, limits.is64, mine, release)
-            )
-        elif mine:
-            encoded += encode_segments(first + i, mine, state.memory(name), limits.is64)
+        if not mine:
+            continue
+        encoder = context.encoders[i] if context.encoders else None
+        release = release_memory and not limits.shared
+        writer = SegmentWriter(state, name, first + i, limits.is64, mine, encoder, release)
+        # Other runtimes' memory views last until their next call, and snapshots of the
+        # instances of a component's module are compared: theirs are encoded at once.
+        encoded.append(writer if writer.engine else build([writer]))
 
     dropped_data = frozenset(i for i, probe in context.data_probes if state.segment_dropped(probe))
     dropped_elems = frozenset(i for i, probe in context.elem_probes if state.segment_dropped(probe))

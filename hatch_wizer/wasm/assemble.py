@@ -9,7 +9,7 @@ from typing import Protocol
 from .binary import read_uleb, uleb
 from .parse import SECTION_ORDER, Module, SectionId
 
-__all__ = ["Deferred", "Payload", "Piece", "assemble", "extend_vector"]
+__all__ = ["Deferred", "Payload", "Piece", "assemble", "build", "extend_vector"]
 
 
 class Deferred(Protocol):
@@ -41,7 +41,7 @@ def _section(section_id: int, payload: Payload) -> list[Piece]:
     return [bytes([section_id]) + uleb(sum(map(_size, pieces))), *pieces]
 
 
-def _build(pieces: list[Piece]) -> bytes:
+def build(pieces: Sequence[Piece]) -> bytes:
     """The pieces in one new bytes object, filled in place before anyone else sees it (C's
     `PyBytes_FromStringAndSize(NULL, n)`): a join would need every piece to exist in full at
     once, and a bytearray would be copied once more into bytes."""
@@ -93,7 +93,7 @@ def assemble(module: Module, new: Mapping[SectionId, Payload | None]) -> bytes:
             # Sections that sort right after this one go before any trailing custom section.
             emit_missing_before(SECTION_ORDER.index(sec.id) + 1 + _gap_after(sec.id, present))
     emit_missing_before(len(SECTION_ORDER))
-    return _build(out)
+    return build(out)
 
 
 def _gap_after(section_id: int, present: set[int]) -> int:
