@@ -33,7 +33,7 @@ _new_bytes.restype = ctypes.py_object
 
 
 def _size(piece: Piece) -> int:
-    return len(piece) if isinstance(piece, bytes) else piece.nbytes
+    return len(piece) if isinstance(piece, bytes | bytearray) else piece.nbytes
 
 
 def _section(section_id: int, payload: Payload) -> list[Piece]:
@@ -52,7 +52,7 @@ def build(pieces: Sequence[Piece]) -> bytes:
     pos = 0
     for piece in pieces:
         end = pos + _size(piece)
-        if isinstance(piece, bytes | memoryview):
+        if isinstance(piece, bytes | bytearray | memoryview):
             view[pos:end] = piece
         else:
             piece.write_into(view[pos:end])
