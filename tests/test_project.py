@@ -146,7 +146,7 @@ def test_usage_errors_exit_2_and_help_exits_0(capsys: pytest.CaptureFixture[str]
 
 
 def test_digest_does_not_depend_on_the_checkout_path(tmp_path: Path) -> None:
-    extra = 'preopens = { "/data" = "data" }\npreload = { helper = "pkg/mod.wasm" }'
+    extra = 'allow-wasi = true\npreopens = { "/data" = "data" }\npreload = { helper = "pkg/mod.wasm" }'
     digests = []
     for name in ["a", "b"]:
         root = make_project(tmp_path / name, extra=extra)
