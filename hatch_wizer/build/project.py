@@ -296,6 +296,10 @@ def _restore(modules: Sequence[ModuleFile], say: Reporter) -> None:
         write_atomically(module.source, kept.read_bytes())
         _wizened_record(kept).unlink()
         kept.unlink()
+        for parent in kept.parents:  # the directories left empty, up to .wizer itself
+            if parent == module.root or any(parent.iterdir()):
+                break
+            parent.rmdir()
         say(f"{module.name}: restored")
 
 
@@ -305,10 +309,10 @@ def _check_out_dir(out_dir: Path, modules: Sequence[ModuleFile]) -> None:
     for module in modules:
         replaced = sources.get((out_dir / module.name).resolve())
         if replaced is not None:
+            what = "itself" if replaced == module.name else f"the module {replaced}"
             raise ConfigError(
-                f"--out-dir {out_dir}: the output of {module.name} would replace the module "
-                f"{replaced}, and inputs are never overwritten (--in-place does it on purpose, "
-                "keeping the originals)"
+                f"--out-dir {out_dir} would write {module.name} over {what}, and inputs are "
+                "never overwritten (--in-place does it on purpose, keeping the originals)"
             )
 
 
