@@ -10,8 +10,11 @@ does): it gets hatch-wizer from a wheel built once per session, through UV_FIND_
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -185,3 +188,51 @@ def test_a_good_project_builds_through_hatch_with_uv_find_links(
     result = run(FRONT_ENDS["hatch build"], root, **hatch_env(tmp_path, wheelhouse))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"wizer: {MODULE}: " in result.stderr
+
+
+# --- editable installs -------------------------------------------------------------------------
+
+SAMPLE = REPO / "sample_project"
+
+
+def editable_install(root: Path, prefix: Path) -> Path:
+    """`pip install -e root` into `prefix`; returns its site-packages."""
+    cmd = [str(BIN / "pip"), "install", "--no-deps", "--no-build-isolation", "--prefix"]
+    result = run([*cmd, str(prefix), "-e", str(root)], root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    base = {"base": str(prefix), "platbase": str(prefix)}
+    return Path(sysconfig.get_path("purelib", vars=base))
+
+
+@pytest.mark.parametrize("route", ["hatch-wizer build --in-place", 'editable = "in-place"'])
+def test_editable_package_loads_modules_wizened_in_place(tmp_path: Path, route: str) -> None:
+    root = tmp_path / "sample"
+    shutil.copytree(SAMPLE, root, ignore=shutil.ignore_patterns("build", "dist", ".wizer"))
+    original = (root / "src/sqlex/sqlex.wasm").read_bytes()
+    if route.startswith("editable"):
+        pyproject = root / "pyproject.toml"
+        pyproject.write_text(pyproject.read_text().replace("[tool.wizer]\n", f"[tool.wizer]\n{route}\n"))
+    site = editable_install(root, tmp_path / "prefix")
+    if route.startswith("hatch-wizer"):
+        assert run([str(BIN / "hatch-wizer"), "build", "--in-place"], root).returncode == 0
+    code = f"import site; site.addsitedir({str(site)!r}); import sqlex; print(sqlex.__file__, sqlex.Lexer().preinitialized)"
+    loaded = run([sys.executable, "-c", code], tmp_path)
+    assert loaded.stdout.split() == [str(root / "src/sqlex/__init__.py"), "True"], loaded.stderr
+    assert (root / ".wizer/originals/src/sqlex/sqlex.wasm").read_bytes() == original
+    # A later build still wizens from the original (the file in src/ has no init export now).
+    cmd = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "-o", "dist", "."]
+    built = run(cmd, root)
+    assert built.returncode == 0, built.stdout + built.stderr
+    [wheel] = (root / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        assert z.read("sqlex/sqlex.wasm") == (root / "src/sqlex/sqlex.wasm").read_bytes()
+
+
+def test_setuptools_editable_install_wizens_in_place_when_asked(tmp_path: Path) -> None:
+    wizer = f'editable = "in-place"\nmodules = ["{MODULE}"]'
+    root = make_project(tmp_path / "p", "setuptools", wizer, INIT)
+    original = (root / MODULE).read_bytes()
+    editable_install(root, tmp_path / "prefix")
+    assert (root / ".wizer/originals" / MODULE).read_bytes() == original
+    wizened = wasmtime.Module(wasmtime.Engine(), (root / MODULE).read_bytes())
+    assert [e.name for e in wizened.exports] == []  # the init export is gone

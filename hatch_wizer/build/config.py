@@ -58,7 +58,10 @@ BUILD_DEFAULTS: Final = WizenOptions(reproducible=True)
 # Every key of names.OPTIONS, to its field; keys without a converter below are switches.
 _KEY_FIELDS: Final = {n.key: field for field, n in OPTIONS.items() if n.key is not None}
 _OPTION_KEYS: Final = frozenset(_KEY_FIELDS)
-_TOP_KEYS: Final = _OPTION_KEYS | {"modules"}
+# What an editable build does: skip wizening (the package loads the source tree's modules),
+# or wizen them in place as `hatch-wizer build --in-place` does, keeping the originals.
+EDITABLE_MODES: Final = ("skip", "in-place")
+_TOP_KEYS: Final = _OPTION_KEYS | {"modules", "editable"}
 # Options that only mean something to WASI, which init sees only with allow-wasi.
 _WASI_KEYS: Final = ("preopens", "env", "inherit-env")
 _MODULE_KEYS: Final = _OPTION_KEYS | {"path"}
@@ -89,6 +92,7 @@ class WizerConfig:
 
     root: Path
     modules: tuple[ModuleSpec, ...]
+    editable: str = "skip"  # one of EDITABLE_MODES
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,11 @@ def load_config(
             f"{modules_where} lists no modules, so nothing would be wizened "
             '(add modules = ["path/to/module.wasm"], or remove [tool.wizer])'
         )
-    return WizerConfig(root=root, modules=specs)
+    editable = merged.get("editable", "skip")
+    if editable not in EDITABLE_MODES:
+        at = f"{wheres.get('editable')}.editable"
+        raise ConfigError(f"{at} must be one of {', '.join(map(repr, EDITABLE_MODES))}")
+    return WizerConfig(root=root, modules=specs, editable=str(editable))
 
 
 def find_modules(
@@ -274,7 +282,7 @@ def _apply(
     changes: dict[str, object] = {}
     features: dict[str, bool] = {}
     for key, value in table.items():
-        if key == "modules":
+        if key in ("modules", "editable"):  # the project's, not a module's
             continue
         at = f"{wheres[key]}.{key}"
         field = _KEY_FIELDS[key]

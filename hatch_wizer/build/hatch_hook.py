@@ -23,7 +23,7 @@ from hatchling.plugin import hookimpl
 
 from ..errors import ConfigError, WizerError
 from .config import ModuleFile, WizerConfig, find_modules, load_config, read_pyproject
-from .project import EDITABLE_HINT, kept_originals, wizen_modules
+from .project import EDITABLE_HINT, kept_originals, wizen_in_place, wizen_modules
 from .summary import describe
 
 __all__ = ["WizerBuildHook", "hatch_register_build_hook"]
@@ -49,13 +49,17 @@ class WizerBuildHook(BuildHookInterface[BuilderConfig]):
             return
         if self.target_name != "wheel":
             return
-        if version == "editable":
-            self.app.display_warning(f"wizer: {EDITABLE_HINT}")
-            return
         config = self._config()
         if config is None:
             self.app.display_warning("wizer: no [tool.wizer] table; nothing to do")
-            return
+        elif version == "editable" and config.editable == "in-place":
+            wizen_in_place(find_modules(config), self._say, report=self._stage)
+        elif version == "editable":
+            self.app.display_warning(f"wizer: {EDITABLE_HINT}")
+        else:
+            self._wizen_wheel(config, build_data)
+
+    def _wizen_wheel(self, config: WizerConfig, build_data: dict[str, Any]) -> None:
         self._tmp = Path(tempfile.mkdtemp(prefix="hatch-wizer-"))
         # `finalize` is skipped by `--hooks-only` and when a later hook fails.
         atexit.register(shutil.rmtree, self._tmp, ignore_errors=True)
@@ -111,7 +115,10 @@ class WizerBuildHook(BuildHookInterface[BuilderConfig]):
             for src in [s for s, d in force_include.items() if d == dist_path]:
                 del force_include[src]  # replace the earlier hook's mapping, not add a second
             force_include[str(out)] = dist_path
-            self.app.display_success(f"wizer: {describe(result)}")
+            self._say(describe(result))
+
+    def _say(self, line: str) -> None:
+        self.app.display_success(f"wizer: {line}")
 
     def _stage(self, module: ModuleFile, line: str) -> None:
         if line.startswith("warning:"):  # e.g. init read the clock: the build should say so

@@ -39,6 +39,7 @@ __all__ = [
     "main_build",
     "module_digest",
     "read_input",
+    "wizen_in_place",
     "wizen_module",
     "wizen_modules",
 ]
@@ -52,8 +53,9 @@ WIZENED_SUFFIX: Final = ".wizened"
 # What the hooks say in an editable build, which loads modules from the source tree.
 EDITABLE_HINT: Final = (
     "editable install: the package loads its modules from the source tree, so they are not "
-    "wizened; `hatch-wizer build --in-place` wizens them there (the originals are kept, "
-    "`--restore` puts them back)"
+    "wizened; `hatch-wizer build --in-place` wizens them there, as does every editable install "
+    'with editable = "in-place" in [tool.wizer] (the originals are kept; '
+    "`hatch-wizer build --restore` puts them back)"
 )
 
 Reporter = Callable[[str], None]
@@ -224,14 +226,14 @@ def main_build(argv: Sequence[str]) -> int:
         config = load_config(read_pyproject(root), root)
         if config is None:
             raise ConfigError(f"{root / 'pyproject.toml'}: no [tool.wizer] table")
-        modules = find_modules(config, exclude=[out_dir])
         if args.restore:
-            _restore(modules, say)
+            _restore(find_modules(config), say)
         elif args.in_place:
-            _build(modules, _InPlace(), args.force, say)
+            _build(find_modules(config), _InPlace(), args.force, say)
         else:
-            _check_out_dir(out_dir, modules)
-            _build(modules, _OutDir(out_dir), args.force, say)
+            _check_out_dir(out_dir, find_modules(config))
+            # Without earlier outputs, which a glob could match.
+            _build(find_modules(config, exclude=[out_dir]), _OutDir(out_dir), args.force, say)
     except (WizerError, OSError) as e:
         print(f"hatch-wizer build: error: {e}", file=sys.stderr)
         return 1
@@ -272,8 +274,19 @@ class _InPlace:
         write_atomically(module.source, data)
 
 
+def wizen_in_place(
+    modules: Sequence[ModuleFile], say: Reporter, report: ModuleReporter | None = None
+) -> None:
+    """What `--in-place` does, for the modules of the source tree (an editable build's)."""
+    _build([m for m in modules if m.root is not None], _InPlace(), False, say, report)
+
+
 def _build(
-    modules: Sequence[ModuleFile], target: _OutDir | _InPlace, force: bool, say: Reporter
+    modules: Sequence[ModuleFile],
+    target: _OutDir | _InPlace,
+    force: bool,
+    say: Reporter,
+    report: ModuleReporter | None = None,
 ) -> None:
     stale = []
     for module in modules:
@@ -283,7 +296,7 @@ def _build(
         else:
             stale.append((module, digest))
     digests = dict(stale)
-    for module, data, result in wizen_modules(list(digests), report=_warnings):
+    for module, data, result in wizen_modules(list(digests), report=report or _warnings):
         target.write(module, data, digests[module])
         say(describe(result))
 
@@ -304,8 +317,15 @@ def _restore(modules: Sequence[ModuleFile], say: Reporter) -> None:
 
 
 def _check_out_dir(out_dir: Path, modules: Sequence[ModuleFile]) -> None:
-    """No output may land on a configured module (`--out-dir .` would replace them all)."""
-    sources = {m.source.resolve(): m.name for m in modules}
+    """No output may land on a configured module (`--out-dir .` would replace them all).
+
+    `modules` are found without excluding `out_dir`; the earlier outputs among them (a stamp
+    beside each) are not sources."""
+    sources = {
+        path: m.name
+        for m in modules
+        if not (path := m.source.resolve()).with_name(path.name + STAMP_SUFFIX).is_file()
+    }
     for module in modules:
         replaced = sources.get((out_dir / module.name).resolve())
         if replaced is not None:

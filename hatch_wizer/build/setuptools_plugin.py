@@ -22,7 +22,7 @@ from setuptools.errors import BaseError
 from ..errors import ConfigError, WizerError
 from ..files import write_output
 from .config import ModuleFile, find_modules, load_config, read_pyproject
-from .project import EDITABLE_HINT, in_place_files, wizen_modules
+from .project import EDITABLE_HINT, in_place_files, wizen_in_place, wizen_modules
 from .summary import describe
 
 __all__ = ["build_wizer", "finalize_distribution_options"]
@@ -81,7 +81,8 @@ class build_wizer(Command):  # type: ignore[misc]  # setuptools names commands i
 
     def run(self) -> None:
         if self.editable_mode:
-            log.warning(f"{COMMAND}: {EDITABLE_HINT}")
+            with _one_line_errors():
+                self._editable()
             return
         with _one_line_errors():
             dests = dict(self._plan())
@@ -89,6 +90,15 @@ class build_wizer(Command):  # type: ignore[misc]  # setuptools names commands i
             for module, data, result in wizen_modules(list(dests), report=_report):
                 write_output(dests[module], data, module.source)
                 log.info(f"{COMMAND}: {describe(result)}")
+
+    def _editable(self) -> None:
+        root = _root(self.distribution)
+        config = load_config(read_pyproject(root), root)
+        if config is None or config.editable != "in-place":
+            log.warning(f"{COMMAND}: {EDITABLE_HINT}")
+            return
+        modules = find_modules(config, exclude=[Path(self.build_lib or "build")])
+        wizen_in_place(modules, lambda line: log.info(f"{COMMAND}: {line}"), report=_report)
 
     def get_source_files(self) -> list[str]:
         # Not via `_plan()`: sdist asks during egg_info, before build_py may be consulted.
