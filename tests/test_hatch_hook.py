@@ -6,6 +6,7 @@ which file is read, where the output lands, what is cleaned up and what is print
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import tarfile
@@ -134,6 +135,23 @@ def test_sdist_keeps_the_original(tmp_path: Path, engine: FakeEngine) -> None:
         member = t.extractfile("pkg-1.0/src/pkg/mod.wasm")
         assert member is not None and member.read() == ORIGINAL
     assert engine.calls == []
+
+
+def test_in_place_modules_go_into_the_sdist_and_wheel_as_their_originals(
+    tmp_path: Path, engine: FakeEngine
+) -> None:
+    root = make_project(tmp_path, "[tool.hatch.build.hooks.wizer]")  # every target
+    # What `hatch-wizer build --in-place` leaves: the module's output, the original kept.
+    (root / "src/pkg/mod.wasm").write_bytes(b"IN PLACE OUTPUT")
+    kept = root / ".wizer/originals/src/pkg/mod.wasm"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(ORIGINAL)
+    wrote = hashlib.sha256(b"IN PLACE OUTPUT").hexdigest()
+    kept.with_name("mod.wasm.wizened").write_text(f"{wrote} digest\n")
+    with tarfile.open(build(root, target="sdist")) as t:
+        member = t.extractfile("pkg-1.0/src/pkg/mod.wasm")
+        assert member is not None and member.read() == ORIGINAL
+    assert wheel_files(build(root))["pkg/mod.wasm"] == b"WIZENED(" + ORIGINAL + b")"
 
 
 def test_editable_wheel_is_skipped_with_a_hint(

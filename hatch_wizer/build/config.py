@@ -266,9 +266,8 @@ def _check_wasi(spec: ModuleSpec) -> None:
     for key in _WASI_KEYS:
         if getattr(spec.options, _KEY_FIELDS[key]):
             at = spec.key_path(_KEY_FIELDS[key])
-            allow = spec.key_path("allow_wasi")
-            if "allow-wasi" not in dict(spec.origins):  # unset: ask for it beside `at`
-                allow = f"{at.rpartition('.')[0]}.allow-wasi"
+            set_at = "allow-wasi" in dict(spec.origins)  # if not, ask for it beside `at`
+            allow = spec.key_path("allow_wasi") if set_at else f"{at.rpartition('.')[0]}.allow-wasi"
             raise ConfigError(
                 f"{at} needs {allow} = true: init sees no WASI without it, "
                 f"so {spec.pattern} would fail on its first WASI call"
