@@ -161,3 +161,17 @@ def test_python_m_build_ships_the_wizened_module_every_time(tmp_path: Path) -> N
     store = wasmtime.Store(engine)
     assert wasmtime.Instance(store, module, []).exports(store)["get"](store) == 7
     assert (root / "src/stpkg/mod.wasm").read_bytes() == wasmtime.wat2wasm(WAT)
+
+
+def test_sdist_gets_an_in_place_modules_kept_original(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project(tmp_path)
+    assert project.main_build(["--project", str(root), "--in-place", "-q"]) == 0
+    cmd = distribution(root, monkeypatch).get_command_obj("build_wizer")
+    cmd.ensure_finalized()
+    assert cmd.get_source_files() == [
+        "src/stpkg/mod.wasm",
+        ".wizer/originals/src/stpkg/mod.wasm",
+        ".wizer/originals/src/stpkg/mod.wasm.wizened",
+    ]
