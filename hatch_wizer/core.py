@@ -9,19 +9,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from .cache import ResultCache, result_key
-from .errors import InitError
+from .errors import InitError, option, render
+from .names import flag
 from .options import WizenOptions
 
 if TYPE_CHECKING:
     from .module.instrumentation import ModuleContext
     from .module.state import InstanceState
 
-__all__ = ["Report", "Stages", "instrument", "snapshot", "wizen"]
+__all__ = ["REUSED", "Report", "Stages", "instrument", "snapshot", "wizen"]
 
 Report = Callable[[str], None]
+# How a stage line begins when `wizen()` returns a cached result instead of running init.
+REUSED: Final = "reused the result of an earlier run"
 
 
 class Stages(Protocol):
@@ -55,7 +58,11 @@ def snapshot(
 
 
 def wizen(
-    wasm: bytes, options: WizenOptions | None = None, *, report: Report | None = None
+    wasm: bytes,
+    options: WizenOptions | None = None,
+    *,
+    report: Report | None = None,
+    names: Callable[[str], str] = flag,
 ) -> bytes:
     """Run `wasm`'s initialization and return a module that starts in the resulting state.
 
@@ -63,13 +70,16 @@ def wizen(
     WAVE call like `add(1, "x")`) runs, and every core instance's state is written back.
 
     Unless `options.cache` is off, an earlier result for the same input and options is
-    reused (see `cache.py`)."""
+    reused (see `cache.py`).
+
+    `report` gets one line per stage, options in them named by `names` (the flags unless a
+    front end names them otherwise; see `errors.option()`)."""
     options = options or WizenOptions()
-    stage = _StageReporter(report)
+    stage = _StageReporter(report, names)
     cache = ResultCache.for_options(options)
     key = result_key(wasm, options) if cache else ""
     if cache and (out := cache.load(key)) is not None:
-        stage.say(f"reused the result of an earlier run from {cache.root} (--no-cache: run init)")
+        stage.say(f"{REUSED} from {cache.root} (see {option('cache')})")
         return out
     out = _wizen(wasm, options, stage)
     if cache:
@@ -155,19 +165,20 @@ def _check_determinism(context: ModuleContext, first: InstanceState, second: Ins
     if found:
         raise InitError(
             f"init is not deterministic: two runs differ in {describe(found)}"
-            + ("" if context.options.reproducible else " (try --reproducible)")
+            + ("" if context.options.reproducible else f" (try {option('reproducible')})")
         )
 
 
 class _StageReporter:
     """Reports each stage and its duration to the caller's callback."""
 
-    def __init__(self, report: Report | None) -> None:
+    def __init__(self, report: Report | None, names: Callable[[str], str] = flag) -> None:
         self.report = report
+        self.names = names
 
     def say(self, text: str) -> None:
         if self.report is not None:
-            self.report(text)
+            self.report(render(text, self.names))
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).parent.parent / "hatch_wizer"
 
 # Bottom to top. A module may import its own layer and the layers below it.
 LAYERS = [
-    {"errors", "options", "files"},  # shared leaves
+    {"errors", "options", "names", "files"},  # shared leaves
     {"wasm"},  # the binary format
     {"module"},  # the core-module pipeline
     {"component"},  # the component pipeline, which applies the module pipeline

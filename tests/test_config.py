@@ -247,3 +247,66 @@ def test_a_file_claimed_by_two_entries_is_an_error(tmp_path: Path) -> None:
     assert str(e.value) == (
         "tool.wizer.modules[1].path: src/pkg/a.wasm is also matched by tool.wizer.modules[0].path"
     )
+
+
+# --- mistakes found before any module runs -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            {"preopens": {"/d": "d"}, "modules": ["a.wasm"]},
+            "tool.wizer.preopens needs tool.wizer.allow-wasi = true: init sees no WASI without "
+            "it, so a.wasm would fail on its first WASI call",
+        ),
+        (
+            {"modules": [{"path": "a.wasm", "env": {"A": "1"}}]},
+            "tool.wizer.modules[0].env needs tool.wizer.modules[0].allow-wasi = true",
+        ),
+        (
+            {"allow-wasi": False, "modules": [{"path": "a.wasm", "inherit-env": True}]},
+            "tool.wizer.modules[0].inherit-env needs tool.wizer.allow-wasi = true",
+        ),
+        (
+            {"modules": []},
+            "tool.wizer.modules lists no modules, so nothing would be wizened "
+            '(add modules = ["path/to/module.wasm"], or remove [tool.wizer])',
+        ),
+        ({"init-func": "x"}, "tool.wizer.modules lists no modules"),
+        (
+            {"allow-wasi": True, "preopens": {"/etc": "/etc"}, "modules": ["a.wasm"]},
+            'tool.wizer.preopens."/etc": /etc is outside the project, and preopens are relative '
+            'to it; if it is meant, write tool.wizer.preopens."/etc" = '
+            '{ path = "/etc", outside-project = true }',
+        ),
+        (
+            {"allow-wasi": True, "preopens": {"/d": {"path": "../d"}}, "modules": ["a.wasm"]},
+            'tool.wizer.preopens."/d".path: ../d is outside the project',
+        ),
+    ],
+)
+def test_mistakes_are_config_errors(table: dict[str, object], message: str) -> None:
+    assert error(table).startswith(message)
+
+
+def test_a_preopen_outside_the_project_can_be_meant() -> None:
+    table = {"/etc": {"path": "/etc", "outside-project": True}}
+    [options] = load({"allow-wasi": True, "preopens": table, "modules": ["a.wasm"]})
+    assert options.preopens == (Preopen("/etc", Path("/etc")),)
+
+
+def test_messages_name_the_key_where_the_module_gets_its_option() -> None:
+    config = load_config(
+        {"tool": {"wizer": {"init-timeout": 2, "modules": ["a.wasm", {"path": "b.wasm"}]}}},
+        ROOT,
+        overrides={"init-func": "go"},
+    )
+    assert config is not None
+    a, b = config.modules
+    hook = "tool.hatch.build.hooks.wizer"
+    assert a.key_path("init_timeout") == "tool.wizer.init-timeout"
+    assert a.key_path("init_func") == f"{hook}.init-func"
+    assert b.key_path("allow_wasi") == "tool.wizer.modules[1].allow-wasi"  # unset: the entry's
+    assert b.key_path("features.simd") == "tool.wizer.modules[1].wasm-simd"
+    assert b.key_path("compiler") == "--compiler"  # no key: its flag

@@ -6,6 +6,7 @@ which file is read, where the output lands, what is cleaned up and what is print
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import tarfile
@@ -61,7 +62,7 @@ class FakeEngine:
     def __init__(self) -> None:
         self.calls: list[tuple[bytes, WizenOptions]] = []
 
-    def __call__(self, wasm: bytes, options: WizenOptions, *, report: object = None) -> bytes:
+    def __call__(self, wasm: bytes, options: WizenOptions, *, report: object = None, names: object = None) -> bytes:
         self.calls.append((wasm, options))
         return b"WIZENED(" + wasm + b")"
 
@@ -136,6 +137,23 @@ def test_sdist_keeps_the_original(tmp_path: Path, engine: FakeEngine) -> None:
     assert engine.calls == []
 
 
+def test_in_place_modules_go_into_the_sdist_and_wheel_as_their_originals(
+    tmp_path: Path, engine: FakeEngine
+) -> None:
+    root = make_project(tmp_path, "[tool.hatch.build.hooks.wizer]")  # every target
+    # What `hatch-wizer build --in-place` leaves: the module's output, the original kept.
+    (root / "src/pkg/mod.wasm").write_bytes(b"IN PLACE OUTPUT")
+    kept = root / ".wizer/originals/src/pkg/mod.wasm"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(ORIGINAL)
+    wrote = hashlib.sha256(b"IN PLACE OUTPUT").hexdigest()
+    kept.with_name("mod.wasm.wizened").write_text(f"{wrote} digest\n")
+    with tarfile.open(build(root, target="sdist")) as t:
+        member = t.extractfile("pkg-1.0/src/pkg/mod.wasm")
+        assert member is not None and member.read() == ORIGINAL
+    assert wheel_files(build(root))["pkg/mod.wasm"] == b"WIZENED(" + ORIGINAL + b")"
+
+
 def test_editable_wheel_is_skipped_with_a_hint(
     tmp_path: Path, engine: FakeEngine, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -145,8 +163,8 @@ def test_editable_wheel_is_skipped_with_a_hint(
     build(make_project(tmp_path, hooks), version="editable")
     assert engine.calls == []
     err = capfd.readouterr().err
-    assert "wizer: editable wheel: modules are not wizened" in err
-    assert "run `hatch-wizer build`" in err
+    assert "wizer: editable install: the package loads its modules from the source tree" in err
+    assert "`hatch-wizer build --in-place` wizens them there" in err
 
 
 def test_prints_one_line_per_module(
@@ -170,23 +188,25 @@ init-func = "other"
 
 
 def test_bad_hook_option_names_the_hook_table(
-    tmp_path: Path, engine: FakeEngine, temp_dirs: list[Path]
+    tmp_path: Path, engine: FakeEngine, temp_dirs: list[Path], capfd: pytest.CaptureFixture[str]
 ) -> None:
     hooks = "[tool.hatch.build.targets.wheel.hooks.wizer]\ninit-func = 1"
-    where = r"tool\.hatch\.build\.targets\.wheel\.hooks\.wizer"
-    with pytest.raises(ConfigError, match=rf"^{where}\.init-func must be a string$"):
+    where = "tool.hatch.build.targets.wheel.hooks.wizer"
+    with pytest.raises(SystemExit) as e:  # app.abort(): the message, then exit 1
         build(make_project(tmp_path, hooks))
+    assert e.value.code == 1
+    assert capfd.readouterr().err == f"hatch-wizer: error: {where}.init-func must be a string\n"
     assert not any(d.exists() for d in temp_dirs)
 
 
 def test_failure_while_wizening_removes_the_temp_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, temp_dirs: list[Path]
 ) -> None:
-    def broken(wasm: bytes, options: WizenOptions, *, report: object = None) -> bytes:
+    def broken(wasm: bytes, options: WizenOptions, *, report: object = None, names: object = None) -> bytes:
         raise ConfigError("boom")
 
     monkeypatch.setattr(project, "_engine", lambda: broken)
-    with pytest.raises(ConfigError, match="boom"):
+    with pytest.raises(SystemExit):
         build(make_project(tmp_path))
     assert temp_dirs and not any(d.exists() for d in temp_dirs)
 

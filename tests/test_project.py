@@ -146,7 +146,7 @@ def test_usage_errors_exit_2_and_help_exits_0(capsys: pytest.CaptureFixture[str]
 
 
 def test_digest_does_not_depend_on_the_checkout_path(tmp_path: Path) -> None:
-    extra = 'preopens = { "/data" = "data" }\npreload = { helper = "pkg/mod.wasm" }'
+    extra = 'allow-wasi = true\npreopens = { "/data" = "data" }\npreload = { helper = "pkg/mod.wasm" }'
     digests = []
     for name in ["a", "b"]:
         root = make_project(tmp_path / name, extra=extra)
@@ -238,3 +238,55 @@ def test_a_failing_module_stops_the_others(tmp_path: Path) -> None:
     with pytest.raises(WizerError, match=r"^pkg/bad\.wasm: invalid module"):
         list(project.wizen_modules(sorted(modules_of(root), key=lambda m: m.name)))
     assert time.monotonic() - started < 30
+
+
+# --- outputs never land on inputs; --in-place keeps the originals ------------------------------
+
+
+@pytest.mark.parametrize("out_dir", [".", "pkg/.."])
+def test_out_dir_onto_the_sources_is_refused_without_touching_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], out_dir: str
+) -> None:
+    root = make_project(tmp_path)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    original = (root / "pkg/mod.wasm").read_bytes()
+    assert main_build(["--project", str(root), "--out-dir", str(root / out_dir)]) == 1
+    assert capsys.readouterr().err == (
+        f"hatch-wizer build: error: --out-dir {root} would write pkg/mod.wasm over itself, "
+        "and inputs are never overwritten (--in-place does it on purpose, keeping the originals)\n"
+    )
+    assert (root / "pkg/mod.wasm").read_bytes() == original
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+
+
+def test_in_place_keeps_the_original_and_later_builds_wizen_from_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_project(tmp_path)
+    module = root / "pkg/mod.wasm"
+    original = module.read_bytes()
+    assert main_build(["--project", str(root), "--in-place"]) == 0
+    assert run_get(module) == (49, ["memory", "get"])
+    assert (root / ".wizer/originals/pkg/mod.wasm").read_bytes() == original
+    wizened = module.read_bytes()
+    # Again: up to date, not a wizening of the wizened module (which has no init export).
+    assert main_build(["--project", str(root), "--in-place"]) == 0
+    assert main_build(["--project", str(root)]) == 0  # to build/wizer, from the original
+    assert (root / "build/wizer/pkg/mod.wasm").read_bytes() == wizened == module.read_bytes()
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "pkg/mod.wasm: up to date",
+        f"pkg/mod.wasm: {len(original)} B \u2192 {len(wizened)} B (cached)",
+    ]
+    assert main_build(["--project", str(root), "--restore"]) == 0
+    assert module.read_bytes() == original
+    assert not (root / ".wizer").exists()
+
+
+def test_a_new_module_replaces_the_kept_original(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    assert main_build(["--project", str(root), "--in-place"]) == 0
+    rebuilt = wasmtime.wat2wasm(WAT.replace("i32.const 42", "i32.const 50"))
+    (root / "pkg/mod.wasm").write_bytes(rebuilt)  # e.g. `make` wrote a new original
+    assert main_build(["--project", str(root), "--in-place"]) == 0
+    assert run_get(root / "pkg/mod.wasm")[0] == 57
+    assert (root / ".wizer/originals/pkg/mod.wasm").read_bytes() == rebuilt

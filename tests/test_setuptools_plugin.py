@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import wasmtime
 from setuptools import Distribution
+from setuptools.errors import BaseError
 
 from hatch_wizer.build import project
 from hatch_wizer.build.setuptools_plugin import build_wizer, finalize_distribution_options
-from hatch_wizer.errors import ConfigError
 from hatch_wizer.options import WizenOptions
 
 WAT = """
@@ -72,7 +72,7 @@ def distribution(root: Path, monkeypatch: pytest.MonkeyPatch) -> Distribution:
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     seen: list[bytes] = []
 
-    def fake(wasm: bytes, options: WizenOptions, *, report: object = None) -> bytes:
+    def fake(wasm: bytes, options: WizenOptions, *, report: object = None, names: object = None) -> bytes:
         seen.append(wasm)
         return b"WIZENED(" + wasm + b")"
 
@@ -133,7 +133,8 @@ def test_module_outside_package_data_is_an_error(
     (root / "other.wasm").write_bytes(b"\0asm")
     cmd = distribution(root, monkeypatch).get_command_obj("build_wizer")
     cmd.ensure_finalized()
-    with pytest.raises(ConfigError, match=r"^tool\.wizer\.modules\[0\]\.path: other\.wasm is not"):
+    # A distutils error: setuptools prints it as one `error:` line, with no traceback.
+    with pytest.raises(BaseError, match=r"^hatch-wizer: tool\.wizer\.modules\[0\]\.path: other\.wasm is not"):
         cmd.run()
 
 
@@ -160,3 +161,17 @@ def test_python_m_build_ships_the_wizened_module_every_time(tmp_path: Path) -> N
     store = wasmtime.Store(engine)
     assert wasmtime.Instance(store, module, []).exports(store)["get"](store) == 7
     assert (root / "src/stpkg/mod.wasm").read_bytes() == wasmtime.wat2wasm(WAT)
+
+
+def test_sdist_gets_an_in_place_modules_kept_original(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project(tmp_path)
+    assert project.main_build(["--project", str(root), "--in-place", "-q"]) == 0
+    cmd = distribution(root, monkeypatch).get_command_obj("build_wizer")
+    cmd.ensure_finalized()
+    assert cmd.get_source_files() == [
+        "src/stpkg/mod.wasm",
+        ".wizer/originals/src/stpkg/mod.wasm",
+        ".wizer/originals/src/stpkg/mod.wasm.wizened",
+    ]

@@ -381,14 +381,17 @@ def _flush(stream: TextIO | None) -> None:
 def run(argv: Sequence[str], closed: Collection[int] = ()) -> int:
     """One module, from the command line; `closed` holds the standard streams that were
     closed when the process started."""
-    from ..core import wizen
+    from ..core import REUSED, wizen
 
     args = _parser().parse_args(_normalize_bool_flags(argv))
     options = options_from_args(args)
     name = "stdin" if args.input == "-" else args.input
     to_stdout = _is_stdout(args.output)
+    reused = False
 
     def report(line: str) -> None:
+        nonlocal reused
+        reused = reused or line.startswith(REUSED)
         if not args.quiet:
             _say(f"{PROG}: {name}: {line}")
 
@@ -411,13 +414,14 @@ def run(argv: Sequence[str], closed: Collection[int] = ()) -> int:
             out = wizen(wasm, options, report=report)
             write_output(Path(args.output), out, None if args.input == "-" else Path(args.input))
     except WizerError as e:
-        raise type(e)(f"{name}: {e}") from None
+        raise e.about(name) from None
     except OSError as e:
         where = "stdout" if to_stdout else args.output
         raise WizerError(f"cannot write the module to {where}: {e.strerror}") from None
     elapsed = time.perf_counter() - started
     if not args.quiet:
-        _say(f"{PROG}: {describe(Result(name, len(data), len(out), elapsed))}")
+        result = Result(name, len(data), len(out), elapsed, cached=reused)
+        _say(f"{PROG}: {describe(result)}")
     return 0
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Final
 
 from ..errors import ConfigError
+from ..names import OPTIONS
 from ..options import (
     MAX_DATA_SEGMENTS,
-    Features,
     Preload,
     Preopen,
     WizenOptions,
@@ -55,32 +55,15 @@ HATCH_RESERVED_KEYS: Final = frozenset(
 # Builds default to deterministic init; the CLI keeps the engine's own default.
 BUILD_DEFAULTS: Final = WizenOptions(reproducible=True)
 
-_FEATURE_KEYS: Final = {
-    "wasm-" + f.name.replace("_", "-"): f.name for f in dataclasses.fields(Features)
-}
-_BOOL_KEYS: Final = {
-    "keep-init-func": "keep_init_func",
-    "allow-wasi": "allow_wasi",
-    "inherit-stdio": "inherit_stdio",
-    "inherit-env": "inherit_env",
-    "reproducible": "reproducible",
-    "check-determinism": "check_determinism",
-    "cache": "cache",
-}
-_OPTION_KEYS: Final = frozenset(
-    {
-        "init-func",
-        "renames",
-        "env",
-        "preopens",
-        "preload",
-        "max-data-segments",
-        "init-timeout",
-        *_BOOL_KEYS,
-        *_FEATURE_KEYS,
-    }
-)
-_TOP_KEYS: Final = _OPTION_KEYS | {"modules"}
+# Every key of names.OPTIONS, to its field; keys without a converter below are switches.
+_KEY_FIELDS: Final = {n.key: field for field, n in OPTIONS.items() if n.key is not None}
+_OPTION_KEYS: Final = frozenset(_KEY_FIELDS)
+# What an editable build does: skip wizening (the package loads the source tree's modules),
+# or wizen them in place as `hatch-wizer build --in-place` does, keeping the originals.
+EDITABLE_MODES: Final = ("skip", "in-place")
+_TOP_KEYS: Final = _OPTION_KEYS | {"modules", "editable"}
+# Options that only mean something to WASI, which init sees only with allow-wasi.
+_WASI_KEYS: Final = ("preopens", "env", "inherit-env")
 _MODULE_KEYS: Final = _OPTION_KEYS | {"path"}
 
 
@@ -91,6 +74,16 @@ class ModuleSpec:
     pattern: str
     options: WizenOptions
     where: str  # TOML path of the entry, for messages
+    # (key, TOML path of the table that set it) for each option key set for this module
+    origins: tuple[tuple[str, str], ...] = ()
+
+    def key_path(self, field: str) -> str:
+        """The TOML path of the key of option `field` for this module: where it was set, else
+        in the module's own entry (`tool.wizer.modules[0].init-func`)."""
+        names = OPTIONS.get(field)
+        if names is None or names.key is None:
+            return names.flag if names else field  # no key: the flag is the only spelling
+        return f"{dict(self.origins).get(names.key, self.where)}.{names.key}"
 
 
 @dataclass(frozen=True)
@@ -99,6 +92,7 @@ class WizerConfig:
 
     root: Path
     modules: tuple[ModuleSpec, ...]
+    editable: str = "skip"  # one of EDITABLE_MODES
 
 
 @dataclass(frozen=True)
@@ -108,6 +102,7 @@ class ModuleFile:
     name: str
     source: Path
     spec: ModuleSpec
+    root: Path | None = None  # the project's, for a file of its tree (not a generated one)
 
 
 def read_pyproject(root: Path) -> dict[str, object]:
@@ -146,12 +141,23 @@ def load_config(
     wheres = {k: "tool.wizer" for k in table} | {k: overrides_where for k in extra}
     merged = {**table, **extra}
     base = _apply(BUILD_DEFAULTS, merged, wheres, root)
+    inherited = tuple((k, w) for k, w in wheres.items() if k != "modules")
     modules_where = f"{wheres.get('modules', 'tool.wizer')}.modules"
     entries = _array(merged.get("modules", []), modules_where)
     specs = tuple(
-        _module_spec(entry, base, f"{modules_where}[{i}]", root) for i, entry in enumerate(entries)
+        _module_spec(entry, base, f"{modules_where}[{i}]", root, inherited)
+        for i, entry in enumerate(entries)
     )
-    return WizerConfig(root=root, modules=specs)
+    if not specs:
+        raise ConfigError(
+            f"{modules_where} lists no modules, so nothing would be wizened "
+            '(add modules = ["path/to/module.wasm"], or remove [tool.wizer])'
+        )
+    editable = merged.get("editable", "skip")
+    if editable not in EDITABLE_MODES:
+        at = f"{wheres.get('editable')}.editable"
+        raise ConfigError(f"{at} must be one of {', '.join(map(repr, EDITABLE_MODES))}")
+    return WizerConfig(root=root, modules=specs, editable=str(editable))
 
 
 def find_modules(
@@ -169,11 +175,14 @@ def find_modules(
     found: list[ModuleFile] = []
     skip = tuple(p.resolve() for p in exclude)
     for spec in config.modules:
-        hits = _tree_matches(config.root, spec.pattern, skip)
-        hits.update({n: p for n, p in (generated or {}).items() if matches(spec.pattern, n)})
+        tree = _tree_matches(config.root, spec.pattern, skip)
+        hits = {**tree, **{n: p for n, p in (generated or {}).items() if matches(spec.pattern, n)}}
         if not hits:
             raise ConfigError(f"{spec.where}.path: no file matches {spec.pattern!r}")
-        found.extend(ModuleFile(n, hits[n], spec) for n in sorted(hits))
+        found.extend(
+            ModuleFile(n, p, spec, config.root if tree.get(n) == p else None)
+            for n, p in sorted(hits.items())
+        )
     _check_unique(found)
     return found
 
@@ -223,7 +232,13 @@ def _check_unique(found: Iterable[ModuleFile]) -> None:
         seen[m.name] = m.spec.where
 
 
-def _module_spec(entry: object, base: WizenOptions, where: str, root: Path) -> ModuleSpec:
+def _module_spec(
+    entry: object,
+    base: WizenOptions,
+    where: str,
+    root: Path,
+    inherited: tuple[tuple[str, str], ...] = (),
+) -> ModuleSpec:
     if isinstance(entry, str):  # shorthand: a bare path
         entry = {"path": entry}
     table = _table(entry, where)
@@ -234,7 +249,29 @@ def _module_spec(entry: object, base: WizenOptions, where: str, root: Path) -> M
     if not pattern or pattern.startswith("/") or ".." in pattern.split("/"):
         raise ConfigError(f"{where}.path must be a relative path inside the project")
     options = {k: v for k, v in table.items() if k != "path"}
-    return ModuleSpec(pattern, _apply(base, options, dict.fromkeys(options, where), root), where)
+    spec = ModuleSpec(
+        pattern,
+        _apply(base, options, dict.fromkeys(options, where), root),
+        where,
+        (*((k, w) for k, w in inherited if k not in options), *((k, where) for k in options)),
+    )
+    _check_wasi(spec)
+    return spec
+
+
+def _check_wasi(spec: ModuleSpec) -> None:
+    """WASI-only options without allow-wasi would fail late, as a missing WASI import."""
+    if spec.options.allow_wasi:
+        return
+    for key in _WASI_KEYS:
+        if getattr(spec.options, _KEY_FIELDS[key]):
+            at = spec.key_path(_KEY_FIELDS[key])
+            set_at = "allow-wasi" in dict(spec.origins)  # if not, ask for it beside `at`
+            allow = spec.key_path("allow_wasi") if set_at else f"{at.rpartition('.')[0]}.allow-wasi"
+            raise ConfigError(
+                f"{at} needs {allow} = true: init sees no WASI without it, "
+                f"so {spec.pattern} would fail on its first WASI call"
+            )
 
 
 def _apply(
@@ -244,16 +281,17 @@ def _apply(
     changes: dict[str, object] = {}
     features: dict[str, bool] = {}
     for key, value in table.items():
-        if key == "modules":
+        if key in ("modules", "editable"):  # the project's, not a module's
             continue
         at = f"{wheres[key]}.{key}"
-        if key in _FEATURE_KEYS:
-            features[_FEATURE_KEYS[key]] = _bool(value, at)
-        elif key in _BOOL_KEYS:
-            changes[_BOOL_KEYS[key]] = _bool(value, at)
-        else:
+        field = _KEY_FIELDS[key]
+        if field.startswith("features."):
+            features[field.removeprefix("features.")] = _bool(value, at)
+        elif key in _CONVERTERS:
             field, converted = _CONVERTERS[key](value, at, root)
             changes[field] = converted
+        else:
+            changes[field] = _bool(value, at)
     if features:
         changes["features"] = dataclasses.replace(base.features, **features)
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
@@ -285,10 +323,11 @@ def _conv_preopens(value: object, at: str, root: Path) -> tuple[str, object]:
             preopens.append(Preopen(guest, _host_dir(spec, where, root)))
             continue
         table = _table(spec, where, 'a string or a table { path = "...", writable = true }')
-        _check_keys(table, frozenset({"path", "writable"}), where)
+        _check_keys(table, _PREOPEN_KEYS, where)
         if "path" not in table:
             raise ConfigError(f"{where}.path is required")
-        host = _host_dir(_string(table["path"], f"{where}.path"), f"{where}.path", root)
+        outside = _bool(table.get(_OUTSIDE, False), f"{where}.{_OUTSIDE}")
+        host = _host_dir(_string(table["path"], f"{where}.path"), f"{where}.path", root, outside)
         writable = _bool(table.get("writable", False), f"{where}.writable")
         preopens.append(Preopen(guest, host, writable))
     return "preopens", tuple(preopens)
@@ -331,10 +370,23 @@ _CONVERTERS: Final[Mapping[str, _Converter]] = {
 }
 
 
-def _host_dir(path: str, at: str, root: Path) -> Path:
+# The preopen key that says a directory outside the project is meant (its tree is hashed
+# into every cache key, and a build from the sdist will not find it).
+_OUTSIDE: Final = "outside-project"
+_PREOPEN_KEYS: Final = frozenset({"path", "writable", _OUTSIDE})
+
+
+def _host_dir(path: str, at: str, root: Path, outside: bool = False) -> Path:
     if not path:
         raise ConfigError(f"{at} must not be empty")
-    return (root / path).resolve()
+    host = (root / path).resolve()
+    if not outside and not host.is_relative_to(root.resolve()):
+        entry = at.removesuffix(".path")
+        raise ConfigError(
+            f"{at}: {path} is outside the project, and preopens are relative to it; if it is "
+            f'meant, write {entry} = {{ path = "{path}", {_OUTSIDE} = true }}'
+        )
+    return host
 
 
 def _check_keys(table: Mapping[str, object], known: frozenset[str], where: str) -> None:

@@ -2,6 +2,10 @@
 
 hatchling imports this module for every build that names any third-party hook, so it must
 stay cheap: the engine (and wasmtime) is imported only when a module is wizened.
+
+A failure ends the build through `app.abort()`, hatchling's way for a plugin to stop with a
+message: one line and exit status 1 in every front end, where an exception would print a
+traceback around it.
 """
 
 from __future__ import annotations
@@ -17,17 +21,12 @@ from hatchling.builders.config import BuilderConfig
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 from hatchling.plugin import hookimpl
 
-from ..errors import ConfigError
+from ..errors import ConfigError, WizerError
 from .config import ModuleFile, WizerConfig, find_modules, load_config, read_pyproject
-from .project import wizen_modules
+from .project import EDITABLE_HINT, kept_originals, wizen_in_place, wizen_modules
 from .summary import describe
 
 __all__ = ["WizerBuildHook", "hatch_register_build_hook"]
-
-EDITABLE_HINT = (
-    "wizer: editable wheel: modules are not wizened (the package loads them from the source "
-    "tree); run `hatch-wizer build` to wizen them by hand"
-)
 
 
 class WizerBuildHook(BuildHookInterface[BuilderConfig]):
@@ -38,15 +37,29 @@ class WizerBuildHook(BuildHookInterface[BuilderConfig]):
     _tmp: Path | None = None
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        try:
+            self._initialize(version, build_data)
+        except WizerError as e:
+            self.app.abort(f"hatch-wizer: error: {e}")
+
+    def _initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        if self.target_name == "sdist":  # the sdist keeps the original modules, as inputs
+            for name, kept in kept_originals(Path(self.root)).items():
+                build_data["force_include"][str(kept)] = name  # not the --in-place output
+            return
         if self.target_name != "wheel":
-            return  # the sdist keeps the original modules, as inputs
-        if version == "editable":
-            self.app.display_info(EDITABLE_HINT)
             return
         config = self._config()
         if config is None:
             self.app.display_warning("wizer: no [tool.wizer] table; nothing to do")
-            return
+        elif version == "editable" and config.editable == "in-place":
+            wizen_in_place(find_modules(config), self._say, report=self._stage)
+        elif version == "editable":
+            self.app.display_warning(f"wizer: {EDITABLE_HINT}")
+        else:
+            self._wizen_wheel(config, build_data)
+
+    def _wizen_wheel(self, config: WizerConfig, build_data: dict[str, Any]) -> None:
         self._tmp = Path(tempfile.mkdtemp(prefix="hatch-wizer-"))
         # `finalize` is skipped by `--hooks-only` and when a later hook fails.
         atexit.register(shutil.rmtree, self._tmp, ignore_errors=True)
@@ -102,7 +115,10 @@ class WizerBuildHook(BuildHookInterface[BuilderConfig]):
             for src in [s for s, d in force_include.items() if d == dist_path]:
                 del force_include[src]  # replace the earlier hook's mapping, not add a second
             force_include[str(out)] = dist_path
-            self.app.display_success(f"wizer: {describe(result)}")
+            self._say(describe(result))
+
+    def _say(self, line: str) -> None:
+        self.app.display_success(f"wizer: {line}")
 
     def _stage(self, module: ModuleFile, line: str) -> None:
         if line.startswith("warning:"):  # e.g. init read the clock: the build should say so

@@ -1,12 +1,18 @@
 """Wizen the modules a project's `[tool.wizer]` names: `hatch-wizer build` and the shared runner.
 
 The hatch hook and the setuptools plugin reuse `wizen_modules()`, and all front ends print
-`summary.describe()`'s line per module.
+`summary.describe()`'s line per module. Messages from a module's wizening name its options as
+`[tool.wizer]` keys here, for every pyproject-driven front end.
+
+`hatch-wizer build --in-place` is the one way to write over a configured module: the original
+goes to `.wizer/originals/` first, and every build reads it from there for as long as the
+module's file still holds what `--in-place` wrote (`--restore` puts the originals back).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -17,16 +23,40 @@ from pathlib import Path
 from typing import Final
 
 from ..cache import result_key
+from ..core import REUSED
 from ..engine.interrupts import INIT_GROUP, InitGroup
 from ..errors import ConfigError, WizerError
 from ..files import read_module, write_atomically, write_output
 from .config import ModuleFile, find_modules, load_config, read_pyproject
 from .summary import Result, describe
 
-__all__ = ["main_build", "module_digest", "wizen_module", "wizen_modules"]
+__all__ = [
+    "EDITABLE_HINT",
+    "KEPT_DIR",
+    "in_place_files",
+    "kept_original",
+    "kept_originals",
+    "main_build",
+    "module_digest",
+    "read_input",
+    "wizen_in_place",
+    "wizen_module",
+    "wizen_modules",
+]
 
 DEFAULT_OUT_DIR: Final = Path("build", "wizer")
 STAMP_SUFFIX: Final = ".wizer-hash"
+# Where `--in-place` keeps originals, under the project root, by project-relative path;
+# beside each, NAME.wizened holds the sha256 of what was written over the module.
+KEPT_DIR: Final = Path(".wizer", "originals")
+WIZENED_SUFFIX: Final = ".wizened"
+# What the hooks say in an editable build, which loads modules from the source tree.
+EDITABLE_HINT: Final = (
+    "editable install: the package loads its modules from the source tree, so they are not "
+    "wizened; `hatch-wizer build --in-place` wizens them there, as does every editable install "
+    'with editable = "in-place" in [tool.wizer] (the originals are kept; '
+    "`hatch-wizer build --restore` puts them back)"
+)
 
 Reporter = Callable[[str], None]
 ModuleReporter = Callable[[ModuleFile, str], None]
@@ -39,15 +69,72 @@ def _engine() -> Callable[..., bytes]:
 
 
 def wizen_module(module: ModuleFile, report: Reporter | None = None) -> tuple[bytes, Result]:
-    """Read the module's source file and wizen it with its options."""
-    data = _read_source(module)
+    """Read the module's input and wizen it with its options; messages name TOML keys."""
+    data = read_input(module)
+    reused = False
+
+    def say(line: str) -> None:
+        nonlocal reused
+        reused = reused or line.startswith(REUSED)
+        if report is not None:
+            report(line)
+
     start = time.perf_counter()
     try:
-        out = _engine()(data, module.spec.options, report=report)
+        out = _engine()(data, module.spec.options, report=say, names=module.spec.key_path)
     except WizerError as e:
-        raise type(e)(f"{module.name}: {e}") from None
+        raise e.about(module.name, module.spec.key_path) from None
     elapsed = time.perf_counter() - start
-    return out, Result(module.name, len(data), len(out), elapsed)
+    return out, Result(module.name, len(data), len(out), elapsed, cached=reused)
+
+
+def read_input(module: ModuleFile) -> bytes:
+    """The bytes to wizen: the module's file, or its original if `--in-place` replaced it."""
+    path = kept_original(module) or module.source
+    try:
+        with path.open("rb") as f:
+            return read_module(f)
+    except WizerError as e:
+        raise e.about(module.name) from None
+    except OSError as e:
+        raise ConfigError(f"{module.spec.where}.path: cannot read {path}: {e.strerror}") from None
+
+
+def kept_original(module: ModuleFile) -> Path | None:
+    """The original `--in-place` kept, while the module's file holds what it wrote there."""
+    return None if module.root is None else _kept(module.root, module.name)
+
+
+def in_place_files(module: ModuleFile) -> list[Path]:
+    """The kept original of an `--in-place` module and its record, which an sdist needs."""
+    kept = kept_original(module)
+    return [] if kept is None else [kept, _wizened_record(kept)]
+
+
+def kept_originals(root: Path) -> dict[str, Path]:
+    """Every module name of the project whose original `--in-place` keeps, to that file."""
+    names = (
+        p.relative_to(root / KEPT_DIR).as_posix()
+        for p in sorted((root / KEPT_DIR).rglob("*"))
+        if p.is_file() and not p.name.endswith(WIZENED_SUFFIX)
+    )
+    return {name: kept for name in names if (kept := _kept(root, name))}
+
+
+def _kept(root: Path, name: str) -> Path | None:
+    kept = root / KEPT_DIR / name
+    wrote = _read_stamp(_wizened_record(kept))
+    if wrote is None or not kept.is_file():
+        return None
+    try:
+        current = hashlib.sha256((root / name).read_bytes()).hexdigest()
+    except OSError:
+        return None
+    return kept if current == wrote.split()[0] else None
+
+
+def _wizened_record(kept: Path) -> Path:
+    return kept.with_name(kept.name + WIZENED_SUFFIX)
 
 
 def wizen_modules(
@@ -87,15 +174,7 @@ def wizen_modules(
 
 def module_digest(module: ModuleFile) -> str:
     """Hash of everything that decides the module's output (the result cache's key)."""
-    return result_key(_read_source(module), module.spec.options)
-
-
-def _read_source(module: ModuleFile) -> bytes:
-    with module.source.open("rb") as f:
-        try:
-            return read_module(f)
-        except WizerError as e:
-            raise type(e)(f"{module.name}: {e}") from None
+    return result_key(read_input(module), module.spec.options)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -109,11 +188,25 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--project", type=Path, default=Path(), metavar="DIR", help="project root (default: .)"
     )
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--out-dir",
         type=Path,
         metavar="DIR",
-        help=f"where outputs go (default: PROJECT/{DEFAULT_OUT_DIR.as_posix()})",
+        help=f"where outputs go (default: PROJECT/{DEFAULT_OUT_DIR.as_posix()}); never onto a "
+        "configured module",
+    )
+    where.add_argument(
+        "--in-place",
+        action="store_true",
+        help=f"write each output over its module, keeping the original in "
+        f"PROJECT/{KEPT_DIR.as_posix()} (later builds wizen from it): what an editable "
+        "install loads",
+    )
+    where.add_argument(
+        "--restore",
+        action="store_true",
+        help="put back the originals that --in-place kept",
     )
     parser.add_argument("--force", action="store_true", help="wizen even if up to date")
     parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")
@@ -131,29 +224,116 @@ def main_build(argv: Sequence[str]) -> int:
         root = args.project.resolve()
         out_dir = (args.out_dir or root / DEFAULT_OUT_DIR).resolve()
         config = load_config(read_pyproject(root), root)
-        if config is None or not config.modules:
-            raise ConfigError(f"{root / 'pyproject.toml'}: no modules in [tool.wizer]")
-        stale = []
-        for module in find_modules(config, exclude=[out_dir]):
-            digest = module_digest(module)
-            if not args.force and _up_to_date(out_dir, module, digest):
-                say(f"{module.name}: up to date")
-            else:
-                stale.append((module, digest))
-        digests = dict(stale)
-        for module, data, result in wizen_modules(list(digests), report=_warnings):
-            write_output(out_dir / module.name, data, module.source)
-            write_atomically(_stamp(out_dir, module), (digests[module] + "\n").encode())
-            say(describe(result))
+        if config is None:
+            raise ConfigError(f"{root / 'pyproject.toml'}: no [tool.wizer] table")
+        if args.restore:
+            _restore(find_modules(config), say)
+        elif args.in_place:
+            _build(find_modules(config), _InPlace(), args.force, say)
+        else:
+            _check_out_dir(out_dir, find_modules(config))
+            # Without earlier outputs, which a glob could match.
+            _build(find_modules(config, exclude=[out_dir]), _OutDir(out_dir), args.force, say)
     except (WizerError, OSError) as e:
         print(f"hatch-wizer build: error: {e}", file=sys.stderr)
         return 1
     return 0
 
 
-def _up_to_date(out_dir: Path, module: ModuleFile, digest: str) -> bool:
-    out = out_dir / module.name
-    return out.is_file() and _read_stamp(_stamp(out_dir, module)) == digest
+class _OutDir:
+    """Outputs under a directory, each with a stamp of the inputs that made it."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+
+    def up_to_date(self, module: ModuleFile, digest: str) -> bool:
+        out = self.out_dir / module.name
+        return out.is_file() and _read_stamp(_stamp(self.out_dir, module)) == digest
+
+    def write(self, module: ModuleFile, data: bytes, digest: str) -> None:
+        write_output(self.out_dir / module.name, data, module.source)
+        write_atomically(_stamp(self.out_dir, module), (digest + "\n").encode())
+
+
+class _InPlace:
+    """Outputs over their modules, each original kept first (see the module docstring)."""
+
+    def up_to_date(self, module: ModuleFile, digest: str) -> bool:
+        kept = kept_original(module)
+        record = _read_stamp(_wizened_record(kept)) if kept else None
+        return record is not None and record.split()[1:] == [digest]
+
+    def write(self, module: ModuleFile, data: bytes, digest: str) -> None:
+        assert module.root is not None  # find_modules found it in the tree
+        kept = module.root / KEPT_DIR / module.name
+        if kept_original(module) is None:  # the file is an original: keep it before all else
+            write_atomically(kept, module.source.read_bytes())
+        # The record first: should the output not follow, the file still reads as an original.
+        wrote = hashlib.sha256(data).hexdigest()
+        write_atomically(_wizened_record(kept), f"{wrote} {digest}\n".encode())
+        write_atomically(module.source, data)
+
+
+def wizen_in_place(
+    modules: Sequence[ModuleFile], say: Reporter, report: ModuleReporter | None = None
+) -> None:
+    """What `--in-place` does, for the modules of the source tree (an editable build's)."""
+    _build([m for m in modules if m.root is not None], _InPlace(), False, say, report)
+
+
+def _build(
+    modules: Sequence[ModuleFile],
+    target: _OutDir | _InPlace,
+    force: bool,
+    say: Reporter,
+    report: ModuleReporter | None = None,
+) -> None:
+    stale = []
+    for module in modules:
+        digest = module_digest(module)
+        if not force and target.up_to_date(module, digest):
+            say(f"{module.name}: up to date")
+        else:
+            stale.append((module, digest))
+    digests = dict(stale)
+    for module, data, result in wizen_modules(list(digests), report=report or _warnings):
+        target.write(module, data, digests[module])
+        say(describe(result))
+
+
+def _restore(modules: Sequence[ModuleFile], say: Reporter) -> None:
+    for module in modules:
+        kept = kept_original(module)
+        if kept is None:
+            continue
+        write_atomically(module.source, kept.read_bytes())
+        _wizened_record(kept).unlink()
+        kept.unlink()
+        for parent in kept.parents:  # the directories left empty, up to .wizer itself
+            if parent == module.root or any(parent.iterdir()):
+                break
+            parent.rmdir()
+        say(f"{module.name}: restored")
+
+
+def _check_out_dir(out_dir: Path, modules: Sequence[ModuleFile]) -> None:
+    """No output may land on a configured module (`--out-dir .` would replace them all).
+
+    `modules` are found without excluding `out_dir`; the earlier outputs among them (a stamp
+    beside each) are not sources."""
+    sources = {
+        path: m.name
+        for m in modules
+        if not (path := m.source.resolve()).with_name(path.name + STAMP_SUFFIX).is_file()
+    }
+    for module in modules:
+        replaced = sources.get((out_dir / module.name).resolve())
+        if replaced is not None:
+            what = "itself" if replaced == module.name else f"the module {replaced}"
+            raise ConfigError(
+                f"--out-dir {out_dir} would write {module.name} over {what}, and inputs are "
+                "never overwritten (--in-place does it on purpose, keeping the originals)"
+            )
 
 
 def _stamp(out_dir: Path, module: ModuleFile) -> Path:

@@ -2,21 +2,27 @@
 
 setuptools calls `finalize_distribution_options` for every build in an environment where
 hatch-wizer is installed, so it does nothing unless the project has a `[tool.wizer]` table.
+
+Failures leave the command as a distutils error, which setuptools prints as one `error:` line
+(exit status 1) in every front end; any other exception would print a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
 from setuptools import Command, Distribution
+from setuptools.errors import BaseError
 
 from ..errors import ConfigError, WizerError
 from ..files import write_output
 from .config import ModuleFile, find_modules, load_config, read_pyproject
-from .project import wizen_modules
+from .project import EDITABLE_HINT, in_place_files, wizen_in_place, wizen_modules
 from .summary import describe
 
 __all__ = ["build_wizer", "finalize_distribution_options"]
@@ -24,10 +30,14 @@ __all__ = ["build_wizer", "finalize_distribution_options"]
 COMMAND = "build_wizer"
 # setuptools routes its own messages through the root logger and sets its level from -v/-q.
 log = logging.getLogger(__name__)
-EDITABLE_HINT = (
-    "editable install: modules are not wizened (the package loads them from the source "
-    "tree); run `hatch-wizer build` to wizen them by hand"
-)
+
+
+@contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    try:
+        yield
+    except WizerError as e:
+        raise BaseError(f"hatch-wizer: {e}") from None
 
 
 def _root(dist: Distribution) -> Path:
@@ -71,24 +81,45 @@ class build_wizer(Command):  # type: ignore[misc]  # setuptools names commands i
 
     def run(self) -> None:
         if self.editable_mode:
+            with _one_line_errors():
+                self._editable()
+            return
+        with _one_line_errors():
+            dests = dict(self._plan())
+            # Always from the source file: build_lib may hold last build's wizened copy.
+            for module, data, result in wizen_modules(list(dests), report=_report):
+                write_output(dests[module], data, module.source)
+                log.info(f"{COMMAND}: {describe(result)}")
+
+    def _editable(self) -> None:
+        root = _root(self.distribution)
+        config = load_config(read_pyproject(root), root)
+        if config is None or config.editable != "in-place":
             log.warning(f"{COMMAND}: {EDITABLE_HINT}")
             return
-        dests = dict(self._plan())
-        # Always from the source file: build_lib may hold last build's wizened copy.
-        for module, data, result in wizen_modules(list(dests), report=_report):
-            write_output(dests[module], data, module.source)
-            log.info(f"{COMMAND}: {describe(result)}")
+        modules = find_modules(config, exclude=[Path(self.build_lib or "build")])
+        wizen_in_place(modules, lambda line: log.info(f"{COMMAND}: {line}"), report=_report)
 
     def get_source_files(self) -> list[str]:
         # Not via `_plan()`: sdist asks during egg_info, before build_py may be consulted.
         root = _root(self.distribution)
-        return [str(m.source.relative_to(root)) for m in self._modules(root)]
+        with _one_line_errors():
+            modules = self._modules(root)
+        # An --in-place module's original goes too, so a wheel built from the sdist finds it.
+        files = [f for m in modules for f in (m.source, *in_place_files(m))]
+        return [str(f.relative_to(root)) for f in files]
 
     def get_outputs(self) -> list[str]:
-        return [] if self.editable_mode else [str(d) for _, d in self._plan()]
+        if self.editable_mode:
+            return []
+        with _one_line_errors():
+            return [str(d) for _, d in self._plan()]
 
     def get_output_mapping(self) -> dict[str, str]:
-        return {} if self.editable_mode else {str(d): str(m.source) for m, d in self._plan()}
+        if self.editable_mode:
+            return {}
+        with _one_line_errors():
+            return {str(d): str(m.source) for m, d in self._plan()}
 
     def _plan(self) -> list[tuple[ModuleFile, Path]]:
         """Each configured module with its destination, from build_py's package-data map."""

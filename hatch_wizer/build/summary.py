@@ -15,14 +15,13 @@ class Result:
     before: int
     after: int
     seconds: float
+    cached: bool = False  # an earlier run's result was reused; init did not run
 
 
 def describe(result: Result) -> str:
-    """`pkg/mod.wasm: 21.4 KiB → 160.2 KiB in 0.84 s`"""
-    return (
-        f"{result.name}: {_size(result.before)} \u2192 {_size(result.after)}"
-        f" in {result.seconds:.2f} s"
-    )
+    """`pkg/mod.wasm: 21.4 KiB → 160.2 KiB in 0.84 s`, or `... → 160.2 KiB (cached)`"""
+    took = "(cached)" if result.cached else f"in {result.seconds:.2f} s"
+    return f"{result.name}: {_size(result.before)} \u2192 {_size(result.after)} {took}"
 
 
 def _size(n: int) -> str:

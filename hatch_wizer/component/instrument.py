@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Final
 
-from ..errors import InitError, UnsupportedModule
+from ..errors import InitError, UnsupportedModule, option
 from ..module.instrumentation import ModuleContext, instrument_module
 from ..options import WizenOptions
 from ..wasm.binary import name, section, sleb, uleb, vector
@@ -167,7 +167,7 @@ def parse_init_call(text: str) -> InitCall:
 def instrument_component(wasm: bytes, options: WizenOptions) -> tuple[ComponentContext, bytes]:
     component = parse_component(wasm)
     if options.renames:
-        raise UnsupportedModule("components do not support renaming exports (--rename-func)")
+        raise UnsupportedModule(f"components do not support renaming exports ({option('renames')})")
     init = parse_init_call(options.init_func)
     drop = _init_export(component, init, options.keep_init_func)
     out, accesses, _ = _instrument(component, options)
@@ -224,12 +224,12 @@ def _init_export(component: Component, init: InitCall, keep: bool) -> ComponentE
     if export is None:
         if "." not in init.name:
             raise InitError(
-                f"the component has no `{init.name}` export (choose one with --init-func)"
+                f"the component has no `{init.name}` export (choose one with {option('init_func')})"
             )
         if not keep:
             raise UnsupportedModule(
                 f"`{init.name}` is a function inside an exported instance, which cannot be "
-                "removed from the output; add --keep-init-func"
+                f"removed from the output; add {option('keep_init_func')}"
             )
         return None
     if export.sort != Sort.FUNC:

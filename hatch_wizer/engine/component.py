@@ -20,7 +20,7 @@ import wasmtime
 from wasmtime import component as wc
 
 from ..component.instrument import CHUNK, SCAN_UNIT, ComponentContext, InitCall, ModuleAccess
-from ..errors import ConfigError, InitError, InvalidModule, UnsupportedModule
+from ..errors import ConfigError, InitError, InvalidModule, UnsupportedModule, option
 from ..module.state import TableState
 from ..options import WizenOptions
 from ..wasm.parse import function_name
@@ -129,7 +129,7 @@ def _trap(name: str) -> Callable[..., Any]:
     def call(*_: Any) -> Any:
         raise InitError(
             f"init called the import `{name}`, which nothing provides during init "
-            "(only WASI is linked, with --allow-wasi)"
+            f"(only WASI is linked, with {option('allow_wasi')})"
         )
 
     return call
@@ -156,7 +156,8 @@ def _find_func(store: wasmtime.Store, instance: wc.Instance, init: InitCall) -> 
             if found is not None:
                 return found
     raise InitError(
-        f"the component has no `{init.name}` function export (choose one with --init-func)"
+        f"the component has no `{init.name}` function export "
+        f"(choose one with {option('init_func')})"
     )
 
 
@@ -167,7 +168,7 @@ def _arguments(store: wasmtime.Store, func: wc.Func, init: InitCall) -> list[Any
             names = ", ".join(name for name, _ in params)
             raise ConfigError(
                 f"`{init.name}` takes parameters ({names}); give them in WAVE syntax, "
-                f"e.g. --init-func '{init.name}(...)'"
+                f"e.g. {option('init_func')} '{init.name}(...)'"
             )
         return []
     return parse_args(init.args, params, init.text)

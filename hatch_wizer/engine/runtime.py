@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import wasmtime
 
-from ..errors import ConfigError, InitError, InvalidModule
+from ..errors import ConfigError, InitError, InvalidModule, option
 from ..files import read_module
 from ..module.instrumentation import INITIALIZE, ModuleContext
 from ..options import WizenOptions
@@ -220,7 +220,8 @@ class Runtime:
                 worker.start()
                 if not _wait(wake, timeout):
                     raise InitError(
-                        f"{self._running} did not finish within {timeout:g} s (--init-timeout)"
+                        f"{self._running} did not finish within {timeout:g} s "
+                        f"({option('init_timeout')})"
                     )
             if not outcome:
                 raise KeyboardInterrupt  # the group stopped this run
@@ -258,7 +259,8 @@ class Runtime:
             if unknown:
                 raise InitError(
                     f"{what} used the import `{unknown.group(1)}`, which nothing provides during "
-                    "init (link WASI with --allow-wasi, or provide it with --preload)"
+                    f"init (link WASI with {option('allow_wasi')}, or provide it with "
+                    f"{option('preloads')})"
                 ) from None
             raise InitError(f"{what} failed: {one_line(e)}") from None
 

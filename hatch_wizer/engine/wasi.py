@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Final
 
-from ..errors import ConfigError
+from ..errors import ConfigError, option
 
 __all__ = [
     "DEFAULT_SEED",
@@ -82,7 +82,7 @@ class HostCalls:
             return None
         return (
             f"warning: init {' and '.join(parts)} (WASI), so the snapshot depends on when and "
-            "where it was built; --reproducible (reproducible = true) fixes the clock and seed"
+            f"where it was built; {option('reproducible')} fixes the clock and seed"
         )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import InitError, UnsupportedModule
+from ..errors import InitError, UnsupportedModule, option
 from ..options import DEFAULT_INIT_FUNC, LEGACY_INIT_FUNC, WizenOptions
 from ..wasm.assemble import Payload, assemble, extend_vector
 from ..wasm.binary import name, read_uleb, sleb, uleb
@@ -235,7 +235,9 @@ def _resolve_init_func(module: Module, requested: str) -> tuple[str, tuple[str, 
         export = module.export(LEGACY_INIT_FUNC)
         notes = (f"no `{DEFAULT_INIT_FUNC}` export; using the older default `{LEGACY_INIT_FUNC}`",)
     if export is None:
-        raise InitError(f"the module has no `{requested}` export (choose one with --init-func)")
+        raise InitError(
+            f"the module has no `{requested}` export (choose one with {option('init_func')})"
+        )
     if export.kind != ExternKind.FUNC:
         raise InitError(f"the module's `{export.name}` export is not a function")
     if module.func_type(export.index) != FuncType((), ()):
@@ -254,7 +256,7 @@ def _check_renames(module: Module, options: WizenOptions, init_func: str) -> Non
         if src == init_func and not options.keep_init_func:
             raise InitError(
                 f"cannot rename `{src}`: it is the init function, which the output drops "
-                "(add --keep-init-func)"
+                f"(add {option('keep_init_func')})"
             )
         if dst in targets:
             raise InitError(f"more than one export is renamed to `{dst}`")

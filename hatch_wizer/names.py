@@ -1,0 +1,58 @@
+"""How each front end names an option: its `hatch-wizer` flag and its `[tool.wizer]` key.
+
+One row per `WizenOptions` field (a feature is `features.<name>`). `config.py` accepts exactly
+the keys listed here, and messages refer to options by field (`errors.option()`), so the CLI
+names the flag and a pyproject build the TOML key. A new option is one row here (plus its
+converter in `config.py` unless it is a boolean switch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Final
+
+from .options import Features
+
+__all__ = ["OPTIONS", "Names", "flag"]
+
+
+@dataclass(frozen=True)
+class Names:
+    """The spellings of one option."""
+
+    flag: str  # as `hatch-wizer` takes it (the one a message cites when several map to it)
+    key: str | None = None  # as [tool.wizer] takes it; None: the option has no key
+
+
+def _dashed(name: str) -> str:
+    return name.replace("_", "-")
+
+
+OPTIONS: Final[Mapping[str, Names]] = {
+    "init_func": Names("--init-func", "init-func"),
+    "renames": Names("--rename-func", "renames"),
+    "keep_init_func": Names("--keep-init-func", "keep-init-func"),
+    "allow_wasi": Names("--allow-wasi", "allow-wasi"),
+    "inherit_stdio": Names("--inherit-stdio", "inherit-stdio"),
+    "inherit_env": Names("--inherit-env", "inherit-env"),
+    "env": Names("--env", "env"),
+    "preopens": Names("--dir/--mapdir", "preopens"),
+    "preloads": Names("--preload", "preload"),
+    "max_data_segments": Names("--max-data-segments", "max-data-segments"),
+    "init_timeout": Names("--init-timeout", "init-timeout"),
+    "reproducible": Names("--reproducible", "reproducible"),
+    "check_determinism": Names("--check-determinism", "check-determinism"),
+    "cache": Names("--no-cache", "cache"),
+    "compiler": Names("--compiler"),
+    **{
+        f"features.{f.name}": Names(f"--wasm-{_dashed(f.name)}", f"wasm-{_dashed(f.name)}")
+        for f in fields(Features)
+    },
+}
+
+
+def flag(field: str) -> str:
+    """The flag of `field`, or the field itself if no row names it (a message stays readable)."""
+    names = OPTIONS.get(field)
+    return names.flag if names else field
