@@ -18,6 +18,7 @@ from typing import Final
 from ..errors import ConfigError
 from ..options import (
     MAX_DATA_SEGMENTS,
+    UNKNOWN_IMPORT_POLICIES,
     Features,
     Preload,
     Preopen,
@@ -63,9 +64,19 @@ _BOOL_KEYS: Final = {
     "allow-wasi": "allow_wasi",
     "inherit-stdio": "inherit_stdio",
     "inherit-env": "inherit_env",
+    "inherit-stdin": "inherit_stdin",
+    "inherit-stdout": "inherit_stdout",
+    "inherit-stderr": "inherit_stderr",
+    "parallel-compilation": "parallel_compilation",
     "reproducible": "reproducible",
     "check-determinism": "check_determinism",
     "cache": "cache",
+}
+# String keys with a fixed set of values: (field, values).
+_CHOICE_KEYS: Final = {
+    "unknown-imports": ("unknown_imports", UNKNOWN_IMPORT_POLICIES),
+    "compiler": ("compiler", ("auto", "cranelift", "winch")),
+    "opt-level": ("opt_level", ("0", "1", "2", "s")),
 }
 _OPTION_KEYS: Final = frozenset(
     {
@@ -76,6 +87,8 @@ _OPTION_KEYS: Final = frozenset(
         "preload",
         "max-data-segments",
         "init-timeout",
+        *_CHOICE_KEYS,
+        "wasi-cwd",
         *_BOOL_KEYS,
         *_FEATURE_KEYS,
     }
@@ -251,6 +264,9 @@ def _apply(
             features[_FEATURE_KEYS[key]] = _bool(value, at)
         elif key in _BOOL_KEYS:
             changes[_BOOL_KEYS[key]] = _bool(value, at)
+        elif key in _CHOICE_KEYS:
+            name, values = _CHOICE_KEYS[key]
+            changes[name] = _choice(value, at, values)
         else:
             field, converted = _CONVERTERS[key](value, at, root)
             changes[field] = converted
@@ -294,6 +310,18 @@ def _conv_preopens(value: object, at: str, root: Path) -> tuple[str, object]:
     return "preopens", tuple(preopens)
 
 
+def _conv_wasi_cwd(value: object, at: str, root: Path) -> tuple[str, object]:
+    return "wasi_cwd", _string(value, at)
+
+
+def _choice(value: object, at: str, values: tuple[str, ...]) -> str:
+    numeric = isinstance(value, int) and not isinstance(value, bool)
+    text = str(value) if numeric else _string(value, at)  # opt-level = 2 reads as "2"
+    if text not in values:
+        raise ConfigError(f"{at} must be one of {', '.join(map(repr, values))}")
+    return text
+
+
 def _conv_preload(value: object, at: str, root: Path) -> tuple[str, object]:
     table = _string_table(value, at, 'a table of name = "path/to/module.wasm" strings')
     return "preloads", tuple(Preload(name, root / path) for name, path in table.items())
@@ -328,6 +356,7 @@ _CONVERTERS: Final[Mapping[str, _Converter]] = {
     "preload": _conv_preload,
     "max-data-segments": _conv_max_segments,
     "init-timeout": _conv_timeout,
+    "wasi-cwd": _conv_wasi_cwd,
 }
 
 
