@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -21,6 +22,7 @@ from ..engine.interrupts import INIT_GROUP, InitGroup
 from ..errors import ConfigError, WizerError
 from ..files import read_module, write_atomically, write_output
 from .config import ModuleFile, find_modules, load_config, read_pyproject
+from .flags import Change, add_option_flags, apply, normalize_bool_flags
 from .summary import Result, describe
 
 __all__ = ["main_build", "module_digest", "wizen_module", "wizen_modules"]
@@ -101,7 +103,9 @@ def _read_source(module: ModuleFile) -> bytes:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hatch-wizer build",
-        description="Wizen every module listed in [tool.wizer], without building a wheel.",
+        usage="hatch-wizer build [--project DIR] [--out-dir DIR] [--force] [-q] [OPTIONS]",
+        description="Wizen every module listed in [tool.wizer], without building a wheel. "
+        "Options of `hatch-wizer` (either form) apply over each module's configured ones.",
         epilog="Outputs keep their project-relative paths under the output directory. "
         "Exit status: 0 ok (or up to date), 1 a module or the config failed, 2 bad usage, "
         "130 interrupted, 143 terminated.",
@@ -117,13 +121,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--force", action="store_true", help="wizen even if up to date")
     parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    add_option_flags(parser)  # override [tool.wizer] for every module
     return parser
 
 
 def main_build(argv: Sequence[str]) -> int:
     """`hatch-wizer build [--project DIR] [--out-dir DIR]`; returns the exit status."""
     try:
-        args = _parser().parse_args(list(argv))
+        args = _parser().parse_args(normalize_bool_flags(argv))
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
         return e.code if isinstance(e.code, int) else 2
     say: Reporter = (lambda _line: None) if args.quiet else print
@@ -134,7 +139,7 @@ def main_build(argv: Sequence[str]) -> int:
         if config is None or not config.modules:
             raise ConfigError(f"{root / 'pyproject.toml'}: no modules in [tool.wizer]")
         stale = []
-        for module in find_modules(config, exclude=[out_dir]):
+        for module in _overridden(find_modules(config, exclude=[out_dir]), args.changes):
             digest = module_digest(module)
             if not args.force and _up_to_date(out_dir, module, digest):
                 say(f"{module.name}: up to date")
@@ -149,6 +154,15 @@ def main_build(argv: Sequence[str]) -> int:
         print(f"hatch-wizer build: error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _overridden(modules: list[ModuleFile], changes: list[Change] | None) -> list[ModuleFile]:
+    """The modules with the command line's options applied over their configured ones."""
+    if not changes:
+        return modules
+    return [
+        replace(m, spec=replace(m.spec, options=apply(m.spec.options, changes))) for m in modules
+    ]
 
 
 def _up_to_date(out_dir: Path, module: ModuleFile, digest: str) -> bool:
