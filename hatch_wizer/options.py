@@ -13,6 +13,7 @@ __all__ = [
     "DEFAULT_INIT_FUNC",
     "LEGACY_INIT_FUNC",
     "MAX_DATA_SEGMENTS",
+    "OPT_LEVELS",
     "UNKNOWN_IMPORT_POLICIES",
     "Features",
     "Preload",
@@ -42,6 +43,8 @@ def segment_count_in_range(count: int) -> bool:
 # module before init, naming them all (`wasmtime wizer`'s default), "default" links functions
 # that return zeros (`-W unknown-imports-default`).
 UNKNOWN_IMPORT_POLICIES = ("trap", "reject", "default")
+# Cranelift's optimization levels, as `wasmtime -O opt-level` names them.
+OPT_LEVELS = ("0", "1", "2", "s")
 
 
 @dataclass(frozen=True)
@@ -143,4 +146,13 @@ class WizenOptions:
             raise ConfigError(
                 "init_timeout must be a positive number of seconds, or None for no limit, "
                 f"not {self.init_timeout}"
+            )
+        if self.unknown_imports not in UNKNOWN_IMPORT_POLICIES:
+            raise ConfigError(
+                f"unknown_imports must be one of {', '.join(UNKNOWN_IMPORT_POLICIES)}, "
+                f"not {self.unknown_imports!r}"
+            )
+        if self.opt_level is not None and self.opt_level not in OPT_LEVELS:
+            raise ConfigError(
+                f"opt_level must be one of {', '.join(OPT_LEVELS)} or None, not {self.opt_level!r}"
             )

@@ -18,6 +18,7 @@ from typing import Final
 from ..errors import ConfigError
 from ..options import (
     MAX_DATA_SEGMENTS,
+    OPT_LEVELS,
     UNKNOWN_IMPORT_POLICIES,
     Features,
     Preload,
@@ -76,7 +77,7 @@ _BOOL_KEYS: Final = {
 _CHOICE_KEYS: Final = {
     "unknown-imports": ("unknown_imports", UNKNOWN_IMPORT_POLICIES),
     "compiler": ("compiler", ("auto", "cranelift", "winch")),
-    "opt-level": ("opt_level", ("0", "1", "2", "s")),
+    "opt-level": ("opt_level", OPT_LEVELS),
 }
 _OPTION_KEYS: Final = frozenset(
     {

@@ -22,6 +22,7 @@ from ..errors import UsageError
 from ..options import (
     DEFAULT_INIT_FUNC,
     MAX_DATA_SEGMENTS,
+    OPT_LEVELS,
     UNKNOWN_IMPORT_POLICIES,
     Features,
     Preload,
@@ -465,7 +466,7 @@ OPTIMIZE_KEYS: Final[Mapping[str, Key]] = {
     "opt-level": _choice_key(
         "Cranelift's optimization of the init run's code (init speed only)",
         "opt_level",
-        {"0": "0", "1": "1", "2": "2", "s": "s"},
+        {level: level for level in OPT_LEVELS},
     ),
 }
 

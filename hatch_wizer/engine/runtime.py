@@ -68,7 +68,7 @@ def _backtrace(trap: wasmtime.Trap, code_moved: int) -> str:
     return " (in " + " < ".join(frames) + more + ")" if frames else ""
 
 
-# `wasmtime -O opt-level` values and the Config names they stand for.
+# `-O opt-level` values (options.OPT_LEVELS) and the Config names they stand for.
 _OPT_LEVELS = {"0": "none", "1": "speed", "2": "speed", "s": "speed_and_size"}
 
 
