@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import wasmtime
 
 from hatch_wizer.wasm.parse import parse_module
@@ -176,3 +177,35 @@ def test_env_and_dir_in_wasmtime_form(tmp_path: Path) -> None:
     memory = mine.memories["memory"]
     assert memory[1024:1024 + 32] == b"HW_BARE=inherited\0HW_SET=given\0\0"
     assert memory[2048:2053] == b"/data" and memory[3072:3090] == b"from the host dir\n"
+
+
+UNPROVIDED = """(module
+  (import "foo" "bar" (func $bar))
+  (global $g (export "g") (mut i32) (i32.const 0))
+  (func (export "wizer-initialize") (global.set $g (i32.const 7)))
+  (func (export "calls-bar") (call $bar)))"""
+
+
+@pytest.mark.parametrize(
+    ("flags", "succeeds"),
+    [
+        (["-W", "unknown-imports-trap"], True),
+        (["-W", "unknown-imports-trap=y"], True),
+        (["-W", "unknown-imports-trap=n"], False),
+        (["-W", "unknown-imports-trap", "-W", "unknown-imports-trap=n"], False),
+    ],
+)
+def test_unknown_imports_trap_means_what_it_means_in_wasmtime(
+    flags: list[str], succeeds: bool, tmp_path: Path
+) -> None:
+    module = tmp_path / "in.wat"
+    module.write_text(UNPROVIDED)
+    outcomes = []
+    for name, tool in (("wasmtime", [wasmtime_cli(), "wizer"]), ("hatch", [sys.executable, "-m", "hatch_wizer", "-q"])):
+        out = tmp_path / f"{name}.wasm"
+        result = subprocess.run([*tool, *flags, str(module), "-o", str(out)], capture_output=True, timeout=120)
+        outcomes.append((result.returncode, out.exists()))
+        if out.exists():
+            assert observe(out.read_bytes(), []).globals == {"g": 7}
+    expected = (0, True) if succeeds else (1, False)  # refused before init: no output
+    assert outcomes == [expected, expected]
