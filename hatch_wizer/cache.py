@@ -30,7 +30,9 @@ __all__ = ["ResultCache", "result_key"]
 # Results past this total are dropped, least recently used first (CPython's is 104 MB).
 SIZE_LIMIT: Final = 2 * 2**30
 # Options that change how the output is made, never what it is.
-_NOT_IN_KEY: Final = ("cache", "compiler", "init_timeout", "check_determinism")
+_NOT_IN_KEY: Final = (
+    "cache", "compiler", "opt_level", "parallel_compilation", "init_timeout", "check_determinism",
+)
 
 
 def result_key(wasm: bytes, options: WizenOptions) -> str:

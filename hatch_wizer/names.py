@@ -35,6 +35,9 @@ OPTIONS: Final[Mapping[str, Names]] = {
     "keep_init_func": Names("--keep-init-func", "keep-init-func"),
     "allow_wasi": Names("--allow-wasi", "allow-wasi"),
     "inherit_stdio": Names("--inherit-stdio", "inherit-stdio"),
+    "inherit_stdin": Names("-S inherit-stdin", "inherit-stdin"),
+    "inherit_stdout": Names("-S inherit-stdout", "inherit-stdout"),
+    "inherit_stderr": Names("-S inherit-stderr", "inherit-stderr"),
     "inherit_env": Names("--inherit-env", "inherit-env"),
     "env": Names("--env", "env"),
     "preopens": Names("--dir/--mapdir", "preopens"),
@@ -44,7 +47,11 @@ OPTIONS: Final[Mapping[str, Names]] = {
     "reproducible": Names("--reproducible", "reproducible"),
     "check_determinism": Names("--check-determinism", "check-determinism"),
     "cache": Names("--no-cache", "cache"),
-    "compiler": Names("--compiler"),
+    "unknown_imports": Names("--unknown-imports", "unknown-imports"),
+    "wasi_cwd": Names("-S cwd", "wasi-cwd"),
+    "compiler": Names("--compiler", "compiler"),
+    "opt_level": Names("-O opt-level", "opt-level"),
+    "parallel_compilation": Names("-C parallel-compilation", "parallel-compilation"),
     **{
         f"features.{f.name}": Names(f"--wasm-{_dashed(f.name)}", f"wasm-{_dashed(f.name)}")
         for f in fields(Features)

@@ -13,6 +13,8 @@ __all__ = [
     "DEFAULT_INIT_FUNC",
     "LEGACY_INIT_FUNC",
     "MAX_DATA_SEGMENTS",
+    "OPT_LEVELS",
+    "UNKNOWN_IMPORT_POLICIES",
     "Features",
     "Preload",
     "Preopen",
@@ -34,6 +36,15 @@ def init_timeout_in_range(seconds: float) -> bool:
 
 def segment_count_in_range(count: int) -> bool:
     return 1 <= count <= MAX_DATA_SEGMENTS
+
+
+# What init sees of imports nothing provides (no WASI, no preload): "trap" links functions that
+# trap when called (Wizer 11; `wasmtime wizer -W unknown-imports-trap`), "reject" refuses the
+# module before init, naming them all (`wasmtime wizer`'s default), "default" links functions
+# that return zeros (`-W unknown-imports-default`).
+UNKNOWN_IMPORT_POLICIES = ("trap", "reject", "default")
+# Cranelift's optimization levels, as `wasmtime -O opt-level` names them.
+OPT_LEVELS = ("0", "1", "2", "s")
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,8 @@ class Features:
     function_references: bool = True
     wide_arithmetic: bool = True
     custom_page_sizes: bool = False
+    # Not a proposal: relaxed SIMD's deterministic profile, so init gives one answer everywhere.
+    relaxed_simd_deterministic: bool = True
 
 
 @dataclass(frozen=True)
@@ -85,11 +98,19 @@ class WizenOptions:
     renames: tuple[tuple[str, str], ...] = ()
     keep_init_func: bool = False
     allow_wasi: bool = False
+    # A standard stream is given to init when inherit_stdio and its own flag are both on.
     inherit_stdio: bool = True
+    inherit_stdin: bool = True
+    inherit_stdout: bool = True
+    inherit_stderr: bool = True
     inherit_env: bool = False
     env: tuple[tuple[str, str], ...] = ()
     preopens: tuple[Preopen, ...] = ()
     preloads: tuple[Preload, ...] = ()
+    unknown_imports: str = "trap"
+    # The initial working directory a component sees (wasi:cli/environment); preview 1 has
+    # none, so modules are unaffected, as under `wasmtime wizer -S cwd`.
+    wasi_cwd: str | None = None
     features: Features = field(default_factory=Features)
     # Data segments the output may hold in all, up to the engines' limit.
     max_data_segments: int = MAX_DATA_SEGMENTS
@@ -107,6 +128,11 @@ class WizenOptions:
     # its optimized Cranelift compile (on another core) runs again on that faster code. Or
     # force "cranelift" (optimized) or "winch".
     compiler: str = "auto"
+    # Cranelift's optimization level for the init run ("0", "1", "2" or "s"); None lets the
+    # compiler choice above decide. Init's speed only: the output is the same.
+    opt_level: str | None = None
+    # Compile on all cores (wasmtime's parallel compilation); off, on one.
+    parallel_compilation: bool = True
 
     def __post_init__(self) -> None:
         # The front ends check their flags and keys first, naming them; this is for callers
@@ -120,4 +146,13 @@ class WizenOptions:
             raise ConfigError(
                 "init_timeout must be a positive number of seconds, or None for no limit, "
                 f"not {self.init_timeout}"
+            )
+        if self.unknown_imports not in UNKNOWN_IMPORT_POLICIES:
+            raise ConfigError(
+                f"unknown_imports must be one of {', '.join(UNKNOWN_IMPORT_POLICIES)}, "
+                f"not {self.unknown_imports!r}"
+            )
+        if self.opt_level is not None and self.opt_level not in OPT_LEVELS:
+            raise ConfigError(
+                f"opt_level must be one of {', '.join(OPT_LEVELS)} or None, not {self.opt_level!r}"
             )

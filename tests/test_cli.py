@@ -116,7 +116,8 @@ def test_failure_keeps_an_existing_output(module: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-r", "nodst"], "--rename-func `nodst` must have the form DST=SRC"),
+        (["-r", "nodst"], "-r `nodst` must have the form DST=SRC"),
+        (["--rename-func", "nodst"], "--rename-func `nodst` must have the form DST=SRC"),
         (["--preload", "x"], "--preload `x` must have the form NAME=FILE"),
         (["--mapdir", "a::b::c"], "--mapdir `a::b::c` must have the form GUEST::HOST"),
         (["--keep-init-func=maybe"], "expected true or false"),

@@ -309,4 +309,4 @@ def test_messages_name_the_key_where_the_module_gets_its_option() -> None:
     assert a.key_path("init_func") == f"{hook}.init-func"
     assert b.key_path("allow_wasi") == "tool.wizer.modules[1].allow-wasi"  # unset: the entry's
     assert b.key_path("features.simd") == "tool.wizer.modules[1].wasm-simd"
-    assert b.key_path("compiler") == "--compiler"  # no key: its flag
+    assert b.key_path("compiler") == "tool.wizer.modules[1].compiler"

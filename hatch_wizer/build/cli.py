@@ -10,37 +10,21 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import fields
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO, TypeVar
+from typing import NoReturn, TextIO
 
 from .. import __version__
 from ..cache import ResultCache
 from ..errors import InvalidModule, UsageError, WizerError
 from ..files import read_module, same_file, write_output
-from ..options import (
-    DEFAULT_INIT_FUNC,
-    MAX_DATA_SEGMENTS,
-    Features,
-    Preload,
-    Preopen,
-    WizenOptions,
-    init_timeout_in_range,
-    segment_count_in_range,
-)
+from ..options import WizenOptions
+from .flags import add_option_flags, apply, normalize_bool_flags
 from .summary import Result, describe
 
 __all__ = ["entrypoint", "load_module_source", "main"]
 
 PROG = "hatch-wizer"
-_N = TypeVar("_N", int, float)
-BOOL_FLAGS = (
-    "--keep-init-func",
-    "--inherit-stdio",
-    "--inherit-env",
-    *("--wasm-" + f.name.replace("_", "-") for f in fields(Features)),
-)
 EPILOG = """\
 exit status: 0 success, 1 the module could not be wizened or written, 2 bad usage,
 130 interrupted (SIGINT), 143 terminated (SIGTERM).
@@ -53,45 +37,10 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("true", "yes", "1", "on"):
-        return True
-    if lowered in ("false", "no", "0", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, not `{text}`")
-
-
-def _init_timeout(text: str) -> float | None:
-    seconds = _number(float, text, "a number of seconds")
-    if seconds == 0:
-        return None
-    if not init_timeout_in_range(seconds):
-        raise argparse.ArgumentTypeError(
-            f"expected a positive number of seconds, or 0 for no limit, not `{text}`"
-        )
-    return seconds
-
-
-def _segment_count(text: str) -> int:
-    count = _number(int, text, "a whole number")
-    if not segment_count_in_range(count):
-        raise argparse.ArgumentTypeError(
-            f"expected 1 to {MAX_DATA_SEGMENTS} (the engines' limit), not `{text}`"
-        )
-    return count
-
-
-def _number(kind: Callable[[str], _N], text: str, what: str) -> _N:
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, not `{text}`") from None
-
-
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog=PROG,
+        usage=f"{PROG} [OPTIONS] [INPUT]",
         description="Pre-initialize a WebAssembly module: run its init function and write the "
         "resulting state into a new module.",
         epilog=EPILOG,
@@ -103,197 +52,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-o", "--output", default="-", help="output file, device or fifo; stdout if omitted or -"
     )
-    p.add_argument(
-        "-f",
-        "--init-func",
-        default=DEFAULT_INIT_FUNC,
-        metavar="NAME",
-        help=f"the init export (default `{DEFAULT_INIT_FUNC}`); for a component also a call "
-        "with WAVE arguments, e.g. 'add-string(\"hello\")' or 'ns:pkg/iface.func(1)'",
-    )
-    p.add_argument(
-        "-r",
-        "--rename-func",
-        "--func-rename",
-        action="append",
-        default=[],
-        metavar="DST=SRC",
-        help="export SRC as DST, replacing any DST export",
-    )
-    p.add_argument(
-        "--keep-init-func",
-        type=_bool,
-        default=False,
-        metavar="BOOL",
-        help="keep the init export in the output",
-    )
-    p.add_argument(
-        "--allow-wasi",
-        action="store_true",
-        help="link WASI during init (preview 1 for modules, preview 2 for components)",
-    )
-    p.add_argument(
-        "--inherit-stdio",
-        type=_bool,
-        default=True,
-        metavar="BOOL",
-        help="give init this process's stdin/stdout/stderr (default true)",
-    )
-    p.add_argument(
-        "--inherit-env",
-        type=_bool,
-        default=False,
-        metavar="BOOL",
-        help="give init this process's environment (default false)",
-    )
-    p.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="set an environment variable for init",
-    )
-    p.add_argument(
-        "--dir",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="preopen DIR (read-only) under the same name",
-    )
-    p.add_argument(
-        "--mapdir",
-        action="append",
-        default=[],
-        metavar="GUEST::HOST",
-        help="preopen host dir HOST (read-only) as GUEST",
-    )
-    p.add_argument(
-        "--dir-rw", action="append", default=[], metavar="DIR", help="like --dir, writable"
-    )
-    p.add_argument(
-        "--mapdir-rw",
-        action="append",
-        default=[],
-        metavar="GUEST::HOST",
-        help="like --mapdir, writable",
-    )
-    p.add_argument(
-        "--preload",
-        action="append",
-        default=[],
-        metavar="NAME=FILE",
-        help="instantiate FILE (.wasm or .wat) first; its exports satisfy imports from NAME",
-    )
-    for f in fields(Features):
-        p.add_argument(
-            "--wasm-" + f.name.replace("_", "-"),
-            dest="feature_" + f.name,
-            type=_bool,
-            default=f.default,
-            metavar="BOOL",
-            help=argparse.SUPPRESS,
-        )
-    p.add_argument(
-        "--init-timeout",
-        type=_init_timeout,
-        default=600.0,
-        metavar="SECONDS",
-        help="stop init after this long (default 600; 0 for no limit)",
-    )
-    p.add_argument(
-        "--reproducible",
-        action="store_true",
-        help="deterministic init: fixed clocks (SOURCE_DATE_EPOCH), seeded random_get, no stdin",
-    )
-    p.add_argument(
-        "--check-determinism",
-        action="store_true",
-        help="run init twice and fail, naming what differs, unless both runs agree",
-    )
-    p.add_argument(
-        "--max-data-segments",
-        type=_segment_count,
-        default=MAX_DATA_SEGMENTS,
-        metavar="N",
-        help=f"data segments the output may hold in all (default and most {MAX_DATA_SEGMENTS})",
-    )
-    p.add_argument(
-        "--no-cache",
-        dest="cache",
-        action="store_false",
-        help="run init even if an earlier result could be reused; no compilation cache",
-    )
-    p.add_argument(
-        "--compiler",
-        choices=("auto", "cranelift", "winch"),
-        default="auto",
-        help="compiler for the init run (default auto: Winch where it can, else unoptimized "
-        "Cranelift; a long init of a small module runs again on optimized Cranelift code once "
-        "that is ready; cranelift: optimized)",
-    )
+    add_option_flags(p)
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return p
 
 
-def _normalize_bool_flags(argv: Sequence[str]) -> list[str]:
-    """Accept Wizer's `--flag`, `--flag=BOOL` and `--flag BOOL` spellings of boolean flags."""
-    out: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in BOOL_FLAGS:
-            following = argv[i + 1].lower() if i + 1 < len(argv) else ""
-            if following in ("true", "false"):
-                out.append(f"{arg}={following}")
-                i += 2
-                continue
-            out.append(f"{arg}=true")
-        else:
-            out.append(arg)
-        i += 1
-    return out
-
-
-def _pair(text: str, sep: str, flag: str, form: str) -> tuple[str, str]:
-    left, found, right = text.partition(sep)
-    if not found or not left or not right or (sep == "::" and "::" in right):
-        raise UsageError(f"{flag} `{text}` must have the form {form}")
-    return left, right
-
-
 def options_from_args(args: argparse.Namespace) -> WizenOptions:
-    renames = tuple(_pair(r, "=", "--rename-func", "DST=SRC") for r in args.rename_func)
-    preopens = [Preopen(d, Path(d)) for d in args.dir]
-    preopens += [Preopen(d, Path(d), writable=True) for d in args.dir_rw]
-    for spec, writable in [(m, False) for m in args.mapdir] + [(m, True) for m in args.mapdir_rw]:
-        guest, host = _pair(spec, "::", "--mapdir", "GUEST::HOST")
-        preopens.append(Preopen(guest, Path(host), writable))
-    preloads = []
-    for spec in args.preload:
-        name, path = _pair(spec, "=", "--preload", "NAME=FILE")
-        preloads.append(Preload(name, Path(path)))
-    env = tuple(_pair(e, "=", "--env", "NAME=VALUE") for e in args.env)
-    features = Features(**{f.name: getattr(args, "feature_" + f.name) for f in fields(Features)})
-    return WizenOptions(
-        init_func=args.init_func,
-        renames=renames,
-        keep_init_func=args.keep_init_func,
-        allow_wasi=args.allow_wasi,
-        inherit_stdio=args.inherit_stdio,
-        inherit_env=args.inherit_env,
-        env=env,
-        preopens=tuple(preopens),
-        preloads=tuple(preloads),
-        features=features,
-        max_data_segments=args.max_data_segments,
-        init_timeout=args.init_timeout,
-        reproducible=args.reproducible,
-        check_determinism=args.check_determinism,
-        cache=args.cache,
-        compiler=args.compiler,
-    )
+    return apply(WizenOptions(), getattr(args, "changes", None) or [])
 
 
 def load_module_source(data: bytes) -> bytes:
@@ -383,7 +150,7 @@ def run(argv: Sequence[str], closed: Collection[int] = ()) -> int:
     closed when the process started."""
     from ..core import REUSED, wizen
 
-    args = _parser().parse_args(_normalize_bool_flags(argv))
+    args = _parser().parse_args(normalize_bool_flags(argv))
     options = options_from_args(args)
     name = "stdin" if args.input == "-" else args.input
     to_stdout = _is_stdout(args.output)

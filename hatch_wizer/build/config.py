@@ -19,6 +19,8 @@ from ..errors import ConfigError
 from ..names import OPTIONS
 from ..options import (
     MAX_DATA_SEGMENTS,
+    OPT_LEVELS,
+    UNKNOWN_IMPORT_POLICIES,
     Preload,
     Preopen,
     WizenOptions,
@@ -333,6 +335,23 @@ def _conv_preopens(value: object, at: str, root: Path) -> tuple[str, object]:
     return "preopens", tuple(preopens)
 
 
+def _conv_wasi_cwd(value: object, at: str, root: Path) -> tuple[str, object]:
+    return "wasi_cwd", _string(value, at)
+
+
+def _choice(value: object, at: str, values: tuple[str, ...]) -> str:
+    numeric = isinstance(value, int) and not isinstance(value, bool)
+    text = str(value) if numeric else _string(value, at)  # opt-level = 2 reads as "2"
+    if text not in values:
+        raise ConfigError(f"{at} must be one of {', '.join(map(repr, values))}")
+    return text
+
+
+def _choice_converter(field: str, values: tuple[str, ...]) -> _Converter:
+    """A key whose value is one of `values`."""
+    return lambda value, at, root: (field, _choice(value, at, values))
+
+
 def _conv_preload(value: object, at: str, root: Path) -> tuple[str, object]:
     table = _string_table(value, at, 'a table of name = "path/to/module.wasm" strings')
     return "preloads", tuple(Preload(name, root / path) for name, path in table.items())
@@ -367,6 +386,10 @@ _CONVERTERS: Final[Mapping[str, _Converter]] = {
     "preload": _conv_preload,
     "max-data-segments": _conv_max_segments,
     "init-timeout": _conv_timeout,
+    "wasi-cwd": _conv_wasi_cwd,
+    "unknown-imports": _choice_converter("unknown_imports", UNKNOWN_IMPORT_POLICIES),
+    "compiler": _choice_converter("compiler", ("auto", "cranelift", "winch")),
+    "opt-level": _choice_converter("opt_level", OPT_LEVELS),
 }
 
 

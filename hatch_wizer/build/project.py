@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -28,6 +29,7 @@ from ..engine.interrupts import INIT_GROUP, InitGroup
 from ..errors import ConfigError, WizerError
 from ..files import read_module, write_atomically, write_output
 from .config import ModuleFile, find_modules, load_config, read_pyproject
+from .flags import Change, add_option_flags, apply, normalize_bool_flags
 from .summary import Result, describe
 
 __all__ = [
@@ -180,7 +182,9 @@ def module_digest(module: ModuleFile) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hatch-wizer build",
-        description="Wizen every module listed in [tool.wizer], without building a wheel.",
+        usage="hatch-wizer build [--project DIR] [--out-dir DIR] [--force] [-q] [OPTIONS]",
+        description="Wizen every module listed in [tool.wizer], without building a wheel. "
+        "Options of `hatch-wizer` (either form) apply over each module's configured ones.",
         epilog="Outputs keep their project-relative paths under the output directory. "
         "Exit status: 0 ok (or up to date), 1 a module or the config failed, 2 bad usage, "
         "130 interrupted, 143 terminated.",
@@ -210,13 +214,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--force", action="store_true", help="wizen even if up to date")
     parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    add_option_flags(parser)  # override [tool.wizer] for every module
     return parser
 
 
 def main_build(argv: Sequence[str]) -> int:
     """`hatch-wizer build [--project DIR] [--out-dir DIR]`; returns the exit status."""
     try:
-        args = _parser().parse_args(list(argv))
+        args = _parser().parse_args(normalize_bool_flags(argv))
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
         return e.code if isinstance(e.code, int) else 2
     say: Reporter = (lambda _line: None) if args.quiet else print
@@ -229,11 +234,13 @@ def main_build(argv: Sequence[str]) -> int:
         if args.restore:
             _restore(find_modules(config), say)
         elif args.in_place:
-            _build(find_modules(config), _InPlace(), args.force, say)
+            modules = _overridden(find_modules(config), args.changes)
+            _build(modules, _InPlace(), args.force, say)
         else:
             _check_out_dir(out_dir, find_modules(config))
             # Without earlier outputs, which a glob could match.
-            _build(find_modules(config, exclude=[out_dir]), _OutDir(out_dir), args.force, say)
+            modules = _overridden(find_modules(config, exclude=[out_dir]), args.changes)
+            _build(modules, _OutDir(out_dir), args.force, say)
     except (WizerError, OSError) as e:
         print(f"hatch-wizer build: error: {e}", file=sys.stderr)
         return 1
@@ -334,6 +341,16 @@ def _check_out_dir(out_dir: Path, modules: Sequence[ModuleFile]) -> None:
                 f"--out-dir {out_dir} would write {module.name} over {what}, and inputs are "
                 "never overwritten (--in-place does it on purpose, keeping the originals)"
             )
+
+
+def _overridden(modules: list[ModuleFile], changes: list[Change] | None) -> list[ModuleFile]:
+    """The modules with the command line's options applied over their configured ones."""
+    if not changes:
+        return modules
+    return [
+        replace(m, spec=replace(m.spec, options=apply(m.spec.options, changes))) for m in modules
+    ]
+
 
 
 def _stamp(out_dir: Path, module: ModuleFile) -> Path:

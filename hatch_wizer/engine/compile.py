@@ -39,7 +39,7 @@ def engine_config(
     stoppable: bool,
     winch: bool = False,
     parallel: bool = True,
-    optimize: bool = True,
+    opt_level: str = "speed",
 ) -> wasmtime.Config:
     if winch:
         features = replace(features, **dict.fromkeys(_NOT_IN_WINCH, False))
@@ -50,7 +50,7 @@ def engine_config(
     # Disabling SIMD while relaxed SIMD stays on aborts the process: keep them consistent.
     config.wasm_relaxed_simd = features.simd and features.relaxed_simd
     config.wasm_simd = features.simd
-    config.wasm_relaxed_simd_deterministic = True
+    config.wasm_relaxed_simd_deterministic = features.relaxed_simd_deterministic
     config.wasm_bulk_memory = features.bulk_memory
     config.wasm_multi_memory = features.multi_memory
     config.wasm_multi_value = features.multi_value
@@ -68,8 +68,8 @@ def engine_config(
     # Nothing unwinds natively through wasm frames here (host functions are Python, wasmtime's
     # own backtraces walk frame pointers): without unwind info there is less to compile.
     config.native_unwind_info = False
-    if not optimize:
-        config.cranelift_opt_level = "none"
+    if opt_level != "speed":
+        config.cranelift_opt_level = opt_level
     if cache:
         config.cache = True
     return config

@@ -25,7 +25,7 @@ from ..module.state import TableState
 from ..options import WizenOptions
 from ..wasm.parse import function_name
 from .compile import engine_config, one_line
-from .host import wasi_config
+from .host import reject_unprovided, wasi_config
 from .runtime import Runtime
 from .wave import parse_args
 
@@ -50,6 +50,16 @@ class ComponentRuntime:
             raise ConfigError(
                 "preloads are core modules and cannot satisfy a component's imports; "
                 "compose the component with its dependencies first"
+            )
+        if options.unknown_imports == "default":
+            raise ConfigError(
+                "unknown imports as default values (-W unknown-imports-default) work for core "
+                "modules only; wasmtime has no such stubs for components"
+            )
+        if options.wasi_cwd is not None:
+            raise ConfigError(
+                "a component's initial working directory (-S cwd) cannot be set through "
+                "wasmtime-py; leave it out (preview 1 modules have none)"
             )
         self.options = options
         self.runtime = Runtime(options)
@@ -81,6 +91,12 @@ class ComponentRuntime:
         store = wasmtime.Store(self.engine)
         store.set_epoch_deadline(1)
         linker = wc.Linker(self.engine)
+        if self.options.unknown_imports == "reject":
+            wasi = self.options.allow_wasi
+            names = component.type.imports(self.engine)
+            reject_unprovided(
+                "the component", [n for n in names if not (wasi and n.startswith("wasi:"))]
+            )
         if self.options.allow_wasi:
             store.set_wasi(wasi_config(self.options))
             linker.add_wasip2()

@@ -11,17 +11,25 @@ from pathlib import Path
 
 import wasmtime
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InitError
 from ..options import WizenOptions
 from .wasi import WASI_MODULE, Errno, WasiHost
 
-__all__ = ["define_wasi_host", "gives_stdin", "replay_output", "stdin_is_not_data", "wasi_config"]
+__all__ = [
+    "define_wasi_host",
+    "gives_stdin",
+    "reject_unprovided",
+    "replay_output",
+    "stdin_is_not_data",
+    "unprovided_imports",
+    "wasi_config",
+]
 
 
 def gives_stdin(options: WizenOptions) -> bool:
     """Whether init reads this process's stdin (reproducible init reads none: input would make
     the snapshot depend on the build)."""
-    return options.inherit_stdio and not options.reproducible
+    return options.inherit_stdio and options.inherit_stdin and not options.reproducible
 
 
 def stdin_is_not_data() -> bool:
@@ -55,14 +63,17 @@ def wasi_config(options: WizenOptions, captured: Path | None = None) -> wasmtime
             "inheriting the environment (inherit-env) would make a reproducible build depend "
             "on the build machine; pass variables with env, or turn reproducible off"
         )
-    if options.inherit_stdio:
-        if gives_stdin(options):
-            wasi.inherit_stdin()
+    if gives_stdin(options):
+        wasi.inherit_stdin()
+    if options.inherit_stdio and options.inherit_stdout:
         if captured:
             wasi.stdout_file = str(captured / "stdout")
-            wasi.stderr_file = str(captured / "stderr")
         else:
             wasi.inherit_stdout()
+    if options.inherit_stdio and options.inherit_stderr:
+        if captured:
+            wasi.stderr_file = str(captured / "stderr")
+        else:
             wasi.inherit_stderr()
     env = dict(os.environ) if options.inherit_env else {}
     env.update(options.env)
@@ -72,6 +83,32 @@ def wasi_config(options: WizenOptions, captured: Path | None = None) -> wasmtime
             raise ConfigError(f"preopen `{preopen.guest}`: {preopen.host} is not a directory")
         wasi.preopen_dir(str(preopen.host), preopen.guest, preopen.writable)
     return wasi
+
+
+def unprovided_imports(
+    store: wasmtime.Store, linker: wasmtime.Linker, module: wasmtime.Module
+) -> list[str]:
+    """`module::name` of every import of `module` that `linker` does not define."""
+    missing = []
+    for item in module.imports:
+        try:
+            found = linker.get(store, item.module, item.name or "")
+        except wasmtime.WasmtimeError:
+            found = None
+        if found is None:
+            missing.append(f"{item.module}::{item.name}")
+    return missing
+
+
+def reject_unprovided(what: str, missing: list[str]) -> None:
+    """The strict unknown-imports policy (`wasmtime wizer`'s default): fail before init."""
+    if missing:
+        names = ", ".join(f"`{name}`" for name in missing)
+        raise InitError(
+            f"{what} imports {names}, which nothing provides during init (unknown imports "
+            "are rejected: -W unknown-imports-trap=n); provide them with --preload or WASI "
+            "(-S cli), or let init run with stubs that trap if called (-W unknown-imports-trap)"
+        )
 
 
 def define_wasi_host(linker: wasmtime.Linker, host: WasiHost) -> None:

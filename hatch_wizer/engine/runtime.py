@@ -31,7 +31,13 @@ from .compile import (
     validate_bytes,
     winch_available,
 )
-from .host import define_wasi_host, replay_output, wasi_config
+from .host import (
+    define_wasi_host,
+    reject_unprovided,
+    replay_output,
+    unprovided_imports,
+    wasi_config,
+)
 from .instance import WasmtimeState
 from .interrupts import INIT_GROUP
 from .rival import Overtaken, Rival, worth_a_rival
@@ -62,6 +68,18 @@ def _backtrace(trap: wasmtime.Trap, code_moved: int) -> str:
     return " (in " + " < ".join(frames) + more + ")" if frames else ""
 
 
+# `-O opt-level` values (options.OPT_LEVELS) and the Config names they stand for.
+_OPT_LEVELS = {"0": "none", "1": "speed", "2": "speed", "s": "speed_and_size"}
+
+
+def _opt_level(options: WizenOptions) -> str:
+    """Cranelift's level for the init run: as asked (`-O opt-level`), else optimized when
+    Cranelift was chosen by name and unoptimized when it stands in for Winch."""
+    if options.opt_level is not None:
+        return _OPT_LEVELS[options.opt_level]
+    return "speed" if options.compiler == "cranelift" else "none"
+
+
 class Runtime:
     """wasmtime engines configured from the options: Cranelift validates, and runs init unless
     the baseline compiler Winch, several times faster to compile, supports the module."""
@@ -88,8 +106,8 @@ class Runtime:
                 cache=options.cache and not rival,
                 stoppable=stoppable,
                 winch=winch,
-                parallel=not rival,
-                optimize=rival or options.compiler == "cranelift",
+                parallel=options.parallel_compilation and not rival,
+                opt_level="speed" if rival else _opt_level(options),
             )
         )
 
@@ -174,7 +192,13 @@ class Runtime:
 
         def run() -> WasmtimeState:
             self._define_preloads(store, linker)
-            linker.define_unknown_imports_as_traps(module)
+            policy = self.options.unknown_imports
+            if policy == "trap":
+                linker.define_unknown_imports_as_traps(module)
+            elif policy == "default":
+                linker.define_unknown_imports_as_default_values(store, module)
+            else:
+                reject_unprovided("the module", unprovided_imports(store, linker, module))
             instance = self._call(
                 "instantiating the module", lambda: linker.instantiate(store, module)
             )
