@@ -70,13 +70,13 @@ def wizen(
     WAVE call like `add(1, "x")`) runs, and every core instance's state is written back.
 
     Unless `options.cache` is off, an earlier result for the same input and options is
-    reused (see `cache.py`).
+    reused (see `cache/`).
 
     `report` gets one line per stage, options in them named by `names` (the flags unless a
     front end names them otherwise; see `errors.option()`)."""
     options = options or WizenOptions()
     stage = _StageReporter(report, names)
-    cache = ResultCache.for_options(options)
+    cache = ResultCache.for_options(options, stage.say)
     key = result_key(wasm, options) if cache else ""
     if cache and (out := cache.load(key)) is not None:
         stage.say(f"{REUSED} from {cache.root} (see {option('cache')})")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hatch_wizer import Preopen, WizenOptions, cache, wizen
+from hatch_wizer import Preopen, WizenOptions, wizen
+from hatch_wizer.cache import store
 from hatch_wizer.wasm.parse import parse_module
 from tests.harness import observe, wasm_of
 
@@ -106,10 +107,12 @@ def test_least_recently_used_results_go_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HATCH_WIZER_CACHE_DIR", str(tmp_path))
-    sizes = [len(wizen(wasm_of(WAT.replace("42", str(n))))) for n in range(3)]
+    for n in range(3):
+        wizen(wasm_of(WAT.replace("42", str(n))))
     finish_cache_writes()
-    assert len(list((tmp_path / "results").glob("*.wasm"))) == 3
-    monkeypatch.setattr(cache, "SIZE_LIMIT", sum(sizes) - 1)
+    entries = list((tmp_path / "results").glob("*.wasm"))
+    assert len(entries) == 3
+    monkeypatch.setattr(store, "SIZE_LIMIT", sum(p.stat().st_size for p in entries) - 1)
     wizen(wasm_of(WAT.replace("42", "0")))  # a hit makes the first the most recently used
     wizen(wasm_of(WAT.replace("42", "3")))
     finish_cache_writes()

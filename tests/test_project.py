@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from hatch_wizer import cache
+from hatch_wizer.cache import key as cache_key
 from hatch_wizer.build import project
 from hatch_wizer.build.config import ModuleFile, find_modules, load_config, read_pyproject
 from hatch_wizer.build.project import main_build, module_digest
@@ -93,7 +93,7 @@ def test_any_change_rebuilds(
     elif change == "options":
         (root / "pyproject.toml").write_text(PYPROJECT.format(extra="keep-init-func = true"))
     elif change == "tool":
-        monkeypatch.setattr(cache, "__version__", "999")
+        monkeypatch.setattr(cache_key, "__version__", "999")
     else:
         (root / "build/wizer/pkg/mod.wasm").unlink()
     capsys.readouterr()

@@ -80,7 +80,7 @@ def test_a_kept_trial_shows_its_output_once(
 ) -> None:
     # A rival that never finishes: the Winch run is the one that counts.
     monkeypatch.setattr(rival.Rival, "_compile", lambda self, wasm: None)
-    monkeypatch.setattr(rival, "stdin_is_not_data", lambda: True)  # whatever pytest's stdin is
+    monkeypatch.setattr(rival, "init_may_read_stdin", lambda options: False)  # whatever pytest's stdin is
     lines: list[str] = []
     options = WizenOptions(allow_wasi=True, cache=False)
     wizen(wasm_of(SPIN_WAT.format(spins=1000)), options, report=lines.append)

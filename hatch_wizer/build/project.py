@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Final
 
 from ..cache import result_key
+from ..cache.key import file_hash
 from ..core import REUSED
 from ..engine.interrupts import INIT_GROUP, InitGroup
 from ..errors import ConfigError, WizerError
@@ -128,11 +129,7 @@ def _kept(root: Path, name: str) -> Path | None:
     wrote = _read_stamp(_wizened_record(kept))
     if wrote is None or not kept.is_file():
         return None
-    try:
-        current = hashlib.sha256((root / name).read_bytes()).hexdigest()
-    except OSError:
-        return None
-    return kept if current == wrote.split()[0] else None
+    return kept if file_hash(root / name) == wrote.split()[0] else None
 
 
 def _wizened_record(kept: Path) -> Path:
@@ -248,18 +245,21 @@ def main_build(argv: Sequence[str]) -> int:
 
 
 class _OutDir:
-    """Outputs under a directory, each with a stamp of the inputs that made it."""
+    """Outputs under a directory, each with a stamp of what it holds and what made it."""
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
 
     def up_to_date(self, module: ModuleFile, digest: str) -> bool:
-        out = self.out_dir / module.name
-        return out.is_file() and _read_stamp(_stamp(self.out_dir, module)) == digest
+        """Made from these inputs, and still holding what was written (not emptied, say)."""
+        record = _read_stamp(_stamp(self.out_dir, module))
+        if record is None or record.split()[1:] != [digest]:
+            return False
+        return file_hash(self.out_dir / module.name) == record.split()[0]
 
     def write(self, module: ModuleFile, data: bytes, digest: str) -> None:
         write_output(self.out_dir / module.name, data, module.source)
-        write_atomically(_stamp(self.out_dir, module), (digest + "\n").encode())
+        write_atomically(_stamp(self.out_dir, module), _record(data, digest))
 
 
 class _InPlace:
@@ -276,8 +276,7 @@ class _InPlace:
         if kept_original(module) is None:  # the file is an original: keep it before all else
             write_atomically(kept, module.source.read_bytes())
         # The record first: should the output not follow, the file still reads as an original.
-        wrote = hashlib.sha256(data).hexdigest()
-        write_atomically(_wizened_record(kept), f"{wrote} {digest}\n".encode())
+        write_atomically(_wizened_record(kept), _record(data, digest))
         write_atomically(module.source, data)
 
 
@@ -354,8 +353,14 @@ def _overridden(modules: list[ModuleFile], changes: list[Change] | None) -> list
 
 
 def _stamp(out_dir: Path, module: ModuleFile) -> Path:
-    """The hash of the inputs that made `out_dir / module.name`, beside it."""
+    """The record (see `_record`) of `out_dir / module.name`, beside it."""
     return out_dir / (module.name + STAMP_SUFFIX)
+
+
+def _record(data: bytes, digest: str) -> bytes:
+    """A stamp's or an `--in-place` record's text: the output's sha256, then the digest of the
+    inputs that made it (the result cache's key)."""
+    return f"{hashlib.sha256(data).hexdigest()} {digest}\n".encode()
 
 
 def _warnings(module: ModuleFile, line: str) -> None:

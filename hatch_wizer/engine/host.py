@@ -13,33 +13,16 @@ import wasmtime
 
 from ..errors import ConfigError, InitError
 from ..options import WizenOptions
+from .inputs import gives_stdin, init_environ
 from .wasi import WASI_MODULE, Errno, WasiHost
 
 __all__ = [
     "define_wasi_host",
-    "gives_stdin",
     "reject_unprovided",
     "replay_output",
-    "stdin_is_not_data",
     "unprovided_imports",
     "wasi_config",
 ]
-
-
-def gives_stdin(options: WizenOptions) -> bool:
-    """Whether init reads this process's stdin (reproducible init reads none: input would make
-    the snapshot depend on the build)."""
-    return options.inherit_stdio and options.inherit_stdin and not options.reproducible
-
-
-def stdin_is_not_data() -> bool:
-    """Whether a first run could not quietly consume input meant for the second: stdin is
-    closed, /dev/null, or a terminal (a read there waits for someone to type; builds don't)."""
-    try:
-        mine, null = os.fstat(0), Path(os.devnull).stat()
-    except OSError:
-        return True
-    return os.isatty(0) or (stat.S_ISCHR(mine.st_mode) and mine.st_rdev == null.st_rdev)
 
 
 def replay_output(captured: Path) -> None:
@@ -75,9 +58,7 @@ def wasi_config(options: WizenOptions, captured: Path | None = None) -> wasmtime
             wasi.stderr_file = str(captured / "stderr")
         else:
             wasi.inherit_stderr()
-    env = dict(os.environ) if options.inherit_env else {}
-    env.update(options.env)
-    wasi.env = sorted(env.items())
+    wasi.env = init_environ(options)
     for preopen in sorted(options.preopens, key=lambda p: p.guest):
         if not Path(preopen.host).is_dir():
             raise ConfigError(f"preopen `{preopen.guest}`: {preopen.host} is not a directory")

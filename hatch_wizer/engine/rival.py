@@ -9,7 +9,7 @@ import wasmtime
 
 from ..options import WizenOptions
 from .compile import compile_bytes
-from .host import gives_stdin, stdin_is_not_data
+from .inputs import init_may_read_stdin
 
 __all__ = ["RIVAL_MAX_BYTES", "Overtaken", "Rival", "worth_a_rival"]
 
@@ -64,4 +64,4 @@ def worth_a_rival(wasm: bytes, options: WizenOptions) -> bool:
         return False
     if any(p.writable for p in options.preopens):
         return False
-    return not (options.allow_wasi and gives_stdin(options)) or stdin_is_not_data()
+    return not init_may_read_stdin(options)
