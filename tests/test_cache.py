@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+import time
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from hatch_wizer import Preopen, WizenOptions, wizen
-from hatch_wizer.cache import store
+from hatch_wizer.cache import result_key, store
+from hatch_wizer.engine import inputs
 from hatch_wizer.wasm.parse import parse_module
 from tests.harness import observe, wasm_of
 
@@ -121,3 +128,138 @@ def test_least_recently_used_results_go_first(
     assert not ran_init(lines)
     _, lines = wizen_logged(wasm_of(WAT.replace("42", "1")), WizenOptions())
     assert ran_init(lines)
+
+
+# Init lists /data (WASI fd_readdir) and keeps the listing's length in a global.
+LISTS_A_DIRECTORY = """(module
+  (import "wasi_snapshot_preview1" "fd_readdir" (func $readdir (param i32 i32 i32 i64 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $g (export "g") (mut i32) (i32.const 0))
+  (func (export "wizer-initialize")
+    (drop (call $readdir (i32.const 3) (i32.const 1024) (i32.const 4096) (i64.const 0) (i32.const 16)))
+    (global.set $g (i32.load (i32.const 16)))
+    (memory.fill (i32.const 0) (i32.const 0) (i32.const 8192))))"""
+
+
+def quiet_wasi(*preopens: Preopen) -> WizenOptions:
+    # No stdio: whatever the test runner's stdin is, these runs may be cached.
+    return WizenOptions(allow_wasi=True, inherit_stdio=False, preopens=preopens)
+
+
+@pytest.mark.parametrize(
+    "appear",
+    [
+        lambda d: (d / "sub").mkdir(),
+        lambda d: (d / "link").symlink_to("nowhere"),
+        lambda d: os.mkfifo(d / "fifo"),
+    ],
+    ids=["subdirectory", "symlink", "fifo"],
+)
+def test_any_new_entry_in_a_preopen_is_in_the_key(tmp_path: Path, appear: Callable[[Path], None]) -> None:
+    (tmp_path / "x").write_text("A")
+    options = quiet_wasi(Preopen("/data", tmp_path))
+    listed = observe(wizen(wasm_of(LISTS_A_DIRECTORY), options), []).globals["g"]
+    _, lines = wizen_logged(wasm_of(LISTS_A_DIRECTORY), options)
+    assert not ran_init(lines)  # unchanged: reused
+    appear(tmp_path)
+    out, lines = wizen_logged(wasm_of(LISTS_A_DIRECTORY), options)
+    assert ran_init(lines)
+    assert observe(out, []).globals["g"] > listed
+
+
+def test_a_link_target_and_a_file_type_are_in_the_key(tmp_path: Path) -> None:
+    options = quiet_wasi(Preopen("/data", tmp_path))
+    (tmp_path / "link").symlink_to("a")
+    keys = {result_key(b"", options)}
+    (tmp_path / "link").unlink()
+    (tmp_path / "link").symlink_to("b")
+    keys.add(result_key(b"", options))
+    (tmp_path / "link").unlink()
+    (tmp_path / "link").write_text("b")
+    keys.add(result_key(b"", options))
+    (tmp_path / "link").write_text("c")
+    keys.add(result_key(b"", options))
+    assert len(keys) == 4
+
+
+def test_a_link_out_of_a_preopen_is_not_read(tmp_path: Path) -> None:
+    # Init cannot follow it out of its preopen, so keying must not either (a 3 GiB sparse file
+    # took 18 s and 3 GB of memory when it did).
+    huge = tmp_path / "huge"
+    with huge.open("wb") as f:
+        f.truncate(3 << 30)
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "huge").symlink_to(huge)
+    options = quiet_wasi(Preopen("/data", tmp_path / "tree"))
+    result_key(b"", options)  # the package's own code is hashed once, first
+    start = time.perf_counter()
+    result_key(b"", options)
+    assert time.perf_counter() - start < 0.5
+
+
+def test_a_big_file_in_a_preopen_is_hashed_in_chunks(tmp_path: Path) -> None:
+    with (tmp_path / "big").open("wb") as f:
+        f.truncate(64 << 20)
+    options = quiet_wasi(Preopen("/data", tmp_path))
+    tracemalloc.start()
+    try:
+        result_key(b"", options)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+# Init reads up to 16 bytes of stdin (WASI fd_read) into memory at 64.
+READS_STDIN = """(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "wizer-initialize")
+    (i32.store (i32.const 32) (i32.const 64))
+    (i32.store (i32.const 36) (i32.const 16))
+    (drop (call $read (i32.const 0) (i32.const 32) (i32.const 1) (i32.const 48)))
+    (i64.store (i32.const 32) (i64.const 0))
+    (i64.store (i32.const 48) (i64.const 0))))"""
+
+
+def wizen_cli(module: Path, out: Path, stdin: bytes | None) -> subprocess.CompletedProcess[bytes]:
+    """`hatch-wizer module --allow-wasi -o out` with `stdin` piped in, or /dev/null if None."""
+    cmd = [sys.executable, "-m", "hatch_wizer", str(module), "--allow-wasi", "-o", str(out)]
+    null = subprocess.DEVNULL if stdin is None else None
+    result = subprocess.run(cmd, input=stdin, stdin=null, capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_init_that_may_read_stdin_is_never_cached(tmp_path: Path) -> None:
+    module = tmp_path / "m.wasm"
+    module.write_bytes(wasm_of(READS_STDIN))
+    for text in (b"AAAA", b"BBBB"):
+        out = tmp_path / f"{text.decode()}.wasm"
+        wizen_cli(module, out, text + b"\n")
+        assert observe(out.read_bytes(), []).memories["memory"][64:69] == text + b"\n"
+
+
+def test_init_with_stdin_from_dev_null_is_cached(tmp_path: Path) -> None:
+    module = tmp_path / "m.wasm"
+    module.write_bytes(wasm_of(READS_STDIN))
+    wizen_cli(module, tmp_path / "a.wasm", None)
+    result = wizen_cli(module, tmp_path / "b.wasm", None)
+    assert b"reused" in result.stderr
+    assert (tmp_path / "a.wasm").read_bytes() == (tmp_path / "b.wasm").read_bytes()
+
+
+@pytest.mark.parametrize("typed", [b"", b"AAAA\n"], ids=["idle", "typed-ahead"])
+def test_a_terminal_is_data_once_input_waits(typed: bytes) -> None:
+    main, terminal = os.openpty()
+    saved = os.dup(0)
+    try:
+        os.write(main, typed)
+        time.sleep(0.05)  # the line discipline hands the line over
+        os.dup2(terminal, 0)
+        empty = inputs.stdin_is_not_data()
+    finally:
+        os.dup2(saved, 0)
+        for fd in (saved, main, terminal):
+            os.close(fd)
+    assert empty == (not typed)

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from hatch_wizer.cache import key as cache_key
 from hatch_wizer.build import project
 from hatch_wizer.build.config import ModuleFile, find_modules, load_config, read_pyproject
 from hatch_wizer.build.project import main_build, module_digest
+from hatch_wizer.cache import key as cache_key
 from hatch_wizer.errors import WizerError
 
 WAT = """
@@ -99,6 +99,20 @@ def test_any_change_rebuilds(
     capsys.readouterr()
     assert main_build(["--project", str(root)]) == 0
     assert "up to date" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("spoil", [b"", b"\0asm\1\0\0\0"], ids=["emptied", "replaced"])
+def test_an_output_changed_since_it_was_written_is_rebuilt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], spoil: bytes
+) -> None:
+    root = make_project(tmp_path)
+    assert main_build(["--project", str(root)]) == 0
+    out = root / "build/wizer/pkg/mod.wasm"
+    out.write_bytes(spoil)  # the input stamp beside it still matches
+    capsys.readouterr()
+    assert main_build(["--project", str(root)]) == 0
+    assert "up to date" not in capsys.readouterr().out
+    assert run_get(out)[0] == 49
 
 
 def test_out_dir_option(tmp_path: Path) -> None:
