@@ -1,11 +1,10 @@
-"""File helpers for the front ends and the result cache: bounded reads of modules, outputs
-written the way `-o` names them, atomic writes and content hashes."""
+"""File helpers for the front ends: bounded reads of modules, outputs written the way `-o`
+names them, and atomic writes (the result cache's hashes are in `cache/key.py`)."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import re
 import stat
@@ -17,10 +16,8 @@ from .errors import InvalidModule, WizerError
 
 __all__ = [
     "MAX_MODULE_BYTES",
-    "file_hash",
     "read_module",
     "same_file",
-    "tree_hash",
     "write_atomically",
     "write_output",
 ]
@@ -136,21 +133,3 @@ def _create_beside(path: Path) -> tuple[int, Path]:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
         except FileExistsError:
             continue
-
-
-def file_hash(path: Path) -> str:
-    """sha256 of a file's bytes, or "missing" (the engine reports the real error)."""
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return "missing"
-
-
-def tree_hash(root: Path) -> str:
-    """sha256 over a directory's relative file names and contents."""
-    h = hashlib.sha256()
-    if root.is_dir():
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            h.update(path.relative_to(root).as_posix().encode() + b"\0")
-            h.update(file_hash(path).encode())
-    return h.hexdigest()

@@ -120,7 +120,7 @@ class WizenOptions:
     reproducible: bool = False
     # Run init twice and fail unless both runs leave the same state.
     check_determinism: bool = False
-    # Reuse an earlier result for the same input and options (cache.py), and wasmtime's
+    # Reuse an earlier result for the same input and options (cache/), and wasmtime's
     # compiled code (both in per-user cache directories).
     cache: bool = True
     # The compiler for the init run: "auto" takes Winch (fast to compile) where it supports

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Final
 
 from ..engine.inputs import init_may_read_stdin
+from ..errors import option
 from ..options import WizenOptions
 
 __all__ = ["SIZE_LIMIT", "ResultCache"]
@@ -72,8 +73,8 @@ class ResultCache:
             return None
         if init_may_read_stdin(options):
             say(
-                "no result cache: init could read stdin, which is a pipe or a file "
-                "(stdin from /dev/null, or --inherit-stdio false, allows it)"
+                "result cache not used: init could read data from stdin (stdin from "
+                f"/dev/null, or {option('inherit_stdio')} off, lets it be used)"
             )
             return None
         root = _default_root()

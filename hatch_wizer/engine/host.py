@@ -4,9 +4,7 @@ functions over WASI's (see `wasi.py`)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import stat
 from pathlib import Path
 
 import wasmtime
