@@ -5,7 +5,7 @@ preopened trees and preloads by content, the environment init sees, the clock wh
 this package's own code); `store` keeps the outputs and verifies one before it is reused.
 A result is reused as if init had run again; an init that reads the wall clock or random bytes
 gets the state of the cached run (`--no-cache` wizens anew). A run whose init could read data
-from stdin (a pipe or a file) is neither reused nor stored: no key holds that data.
+from stdin (a pipe, a file, a terminal with input waiting) is neither reused nor stored.
 """
 
 from .key import result_key
