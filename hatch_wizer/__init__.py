@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# Cheap: the pipeline and wasmtime load on the first call of these functions.
-from .core import instrument, snapshot, wizen
-from .errors import WizerError
-from .options import Features, Preload, Preopen, WizenOptions
-
 if TYPE_CHECKING:
+    from .core import instrument, precompile, snapshot, wizen
+    from .engine.loader import load_module
+    from .errors import WizerError
     from .module.state import InstanceState
+    from .options import Features, Preload, Preopen, WizenOptions
+
+# Each name loads its module on first use: a package that only calls `load_module` at run
+# time pays for wasmtime and the loader, not for the options, the cache or the pipeline (about
+# 16 ms of imports), and a CLI run whose result is cached never loads the pipeline.
+_HOMES = {
+    "Features": ".options",
+    "InstanceState": ".module.state",
+    "Preload": ".options",
+    "Preopen": ".options",
+    "WizenOptions": ".options",
+    "WizerError": ".errors",
+    "instrument": ".core",
+    "load_module": ".engine.loader",
+    "precompile": ".core",
+    "snapshot": ".core",
+    "wizen": ".core",
+}
 
 __all__ = [
     "Features",
@@ -23,16 +40,18 @@ __all__ = [
     "WizerError",
     "__version__",
     "instrument",
+    "load_module",
+    "precompile",
     "snapshot",
     "wizen",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    # Loaded on first use: the state module brings the pipeline, which a CLI run whose result
-    # is cached never needs.
-    if name == "InstanceState":
-        from .module.state import InstanceState
-
-        return InstanceState
+    if name in _HOMES:
+        return getattr(import_module(_HOMES[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -12,15 +12,16 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Final, Protocol
 
 from .cache import ResultCache, result_key
-from .errors import InitError, option, render
+from .errors import InitError, UnsupportedModule, option, render
 from .names import flag
 from .options import WizenOptions
 
 if TYPE_CHECKING:
+    from .engine.precompile import Precompiled
     from .module.instrumentation import ModuleContext
     from .module.state import InstanceState
 
-__all__ = ["REUSED", "Report", "Stages", "instrument", "snapshot", "wizen"]
+__all__ = ["REUSED", "Report", "Stages", "instrument", "precompile", "snapshot", "wizen"]
 
 Report = Callable[[str], None]
 # How a stage line begins when `wizen()` returns a cached result instead of running init.
@@ -84,6 +85,23 @@ def wizen(
     out = _wizen(wasm, options, stage)
     if cache:
         cache.store(key, out)
+    return out
+
+
+def precompile(
+    wasm: bytes, options: WizenOptions | None = None, *, report: Report | None = None
+) -> Precompiled:
+    """`wasm` (a wizened module) compiled ahead of time: the bytes of its `NAME.cwasm`, which
+    `load_module()` loads on machines of this OS and architecture with this wasmtime."""
+    from .engine.precompile import precompile as compile_ahead
+    from .wasm.parse import is_component
+
+    if is_component(wasm):
+        raise UnsupportedModule("precompile: components are not supported yet, only modules")
+    stage = _StageReporter(report)
+    with stage("precompile"):
+        out = compile_ahead(wasm, cache=(options or WizenOptions()).cache)
+    stage.say(f"precompiled: needs wasmtime {out.wasmtime} on {out.target}, {out.cpu} CPU")
     return out
 
 

@@ -15,6 +15,7 @@ from typing import BinaryIO, Final
 from .errors import InvalidModule, WizerError
 
 __all__ = [
+    "CWASM_SUFFIX",
     "MAX_MODULE_BYTES",
     "read_module",
     "same_file",
@@ -22,6 +23,8 @@ __all__ = [
     "write_output",
 ]
 
+# A module's pre-compiled code is `NAME.cwasm`, beside its `NAME.wasm` (`load_module`).
+CWASM_SUFFIX: Final = ".cwasm"
 # The largest module engines agree to load: V8's and SpiderMonkey's limit, and wasmparser's
 # MAX_WASM_MODULE_SIZE, which wasmtime applies to the modules inside a component (a top-level
 # module has no limit of its own there: 1 GiB + 100 B validates and compiles).

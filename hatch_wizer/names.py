@@ -52,6 +52,7 @@ OPTIONS: Final[Mapping[str, Names]] = {
     "compiler": Names("--compiler", "compiler"),
     "opt_level": Names("-O opt-level", "opt-level"),
     "parallel_compilation": Names("-C parallel-compilation", "parallel-compilation"),
+    "precompile": Names("--precompile", "precompile"),
     **{
         f"features.{f.name}": Names(f"--wasm-{_dashed(f.name)}", f"wasm-{_dashed(f.name)}")
         for f in fields(Features)

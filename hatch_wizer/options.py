@@ -133,6 +133,9 @@ class WizenOptions:
     opt_level: str | None = None
     # Compile on all cores (wasmtime's parallel compilation); off, on one.
     parallel_compilation: bool = True
+    # Also compile the output ahead of time (for a CPU level this platform shares) into NAME.cwasm
+    # beside NAME.wasm, for `load_module()`. Front ends write it; `wizen()` itself ignores it.
+    precompile: bool = False
 
     def __post_init__(self) -> None:
         # The front ends check their flags and keys first, naming them; this is for callers
