@@ -17,7 +17,7 @@ from typing import NoReturn, TextIO
 from .. import __version__
 from ..cache import ResultCache
 from ..errors import InvalidModule, UsageError, WizerError
-from ..files import read_module, same_file, write_output
+from ..files import CWASM_SUFFIX, read_module, same_file, write_output
 from ..options import WizenOptions
 from .flags import add_option_flags, apply, normalize_bool_flags
 from .summary import Result, describe
@@ -148,7 +148,7 @@ def _flush(stream: TextIO | None) -> None:
 def run(argv: Sequence[str], closed: Collection[int] = ()) -> int:
     """One module, from the command line; `closed` holds the standard streams that were
     closed when the process started."""
-    from ..core import REUSED, wizen
+    from ..core import REUSED, precompile, wizen
 
     args = _parser().parse_args(normalize_bool_flags(argv))
     options = options_from_args(args)
@@ -164,6 +164,11 @@ def run(argv: Sequence[str], closed: Collection[int] = ()) -> int:
 
     if args.input != "-" and not to_stdout and same_file(Path(args.input), Path(args.output)):
         raise UsageError(f"the output {args.output} would overwrite the input; inputs are kept")
+    cwasm = Path(args.output).with_suffix(CWASM_SUFFIX)
+    if options.precompile and to_stdout:
+        raise UsageError("--precompile needs -o FILE: the .cwasm is written beside it")
+    if options.precompile and args.input != "-" and same_file(Path(args.input), cwasm):
+        raise UsageError(f"the output {cwasm} would overwrite the input; inputs are kept")
     if to_stdout and 1 in closed:
         raise WizerError("stdout is closed: nowhere to write the module (give -o FILE)")
     if args.input == "-" and (0 in closed or sys.stdin.isatty()):
@@ -172,6 +177,7 @@ def run(argv: Sequence[str], closed: Collection[int] = ()) -> int:
     started = time.perf_counter()
     try:
         wasm = load_module_source(data)
+        precompiled = None
         if to_stdout:
             with _stdout_to_stderr() as stdout:
                 out = wizen(wasm, options, report=report)
@@ -179,7 +185,11 @@ def run(argv: Sequence[str], closed: Collection[int] = ()) -> int:
                     f.write(out)
         else:
             out = wizen(wasm, options, report=report)
-            write_output(Path(args.output), out, None if args.input == "-" else Path(args.input))
+            precompiled = precompile(out, options, report=report) if options.precompile else None
+            source = None if args.input == "-" else Path(args.input)
+            write_output(Path(args.output), out, source)
+            if precompiled:
+                write_output(cwasm, precompiled.data, source)
     except WizerError as e:
         raise e.about(name) from None
     except OSError as e:
@@ -187,7 +197,7 @@ def run(argv: Sequence[str], closed: Collection[int] = ()) -> int:
         raise WizerError(f"cannot write the module to {where}: {e.strerror}") from None
     elapsed = time.perf_counter() - started
     if not args.quiet:
-        result = Result(name, len(data), len(out), elapsed, cached=reused)
+        result = Result(name, len(data), len(out), elapsed, reused, precompiled)
         _say(f"{PROG}: {describe(result)}")
     return 0
 

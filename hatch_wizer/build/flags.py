@@ -318,6 +318,13 @@ WIZER_FLAGS: Final[tuple[Flag, ...]] = (
         "{auto,cranelift,winch}",
         choices=("auto", "cranelift", "winch"),
     ),
+    _switch(
+        ("--precompile",),
+        "precompile",
+        True,
+        "also write the output compiled ahead of time by this wasmtime, for machines of this "
+        "OS and architecture: OUTPUT with the suffix .cwasm (hatch_wizer.load_module)",
+    ),
 )
 
 BOOL_FLAGS: Final = frozenset(n for flag in WIZER_FLAGS if flag.boolean for n in flag.names)

@@ -23,7 +23,7 @@ from hatchling.plugin import hookimpl
 
 from ..errors import ConfigError, WizerError
 from .config import ModuleFile, WizerConfig, find_modules, load_config, read_pyproject
-from .project import EDITABLE_HINT, kept_originals, wizen_in_place, wizen_modules
+from .project import EDITABLE_HINT, cwasm_name, kept_originals, wizen_in_place, wizen_modules
 from .summary import describe
 
 __all__ = ["WizerBuildHook", "hatch_register_build_hook"]
@@ -64,7 +64,8 @@ class WizerBuildHook(BuildHookInterface[BuilderConfig]):
         # `finalize` is skipped by `--hooks-only` and when a later hook fails.
         atexit.register(shutil.rmtree, self._tmp, ignore_errors=True)
         try:
-            self._wizen_all(config, build_data["force_include"], self._tmp)
+            if self._wizen_all(config, build_data["force_include"], self._tmp):
+                self._mark_platform_specific(build_data)
         except BaseException:
             self._cleanup()
             raise
@@ -88,7 +89,10 @@ class WizerBuildHook(BuildHookInterface[BuilderConfig]):
             return f"tool.hatch.build.targets.{self.target_name}.hooks.{self.PLUGIN_NAME}"
         return f"tool.hatch.build.hooks.{self.PLUGIN_NAME}"
 
-    def _wizen_all(self, config: WizerConfig, force_include: dict[str, str], tmp: Path) -> None:
+    def _wizen_all(self, config: WizerConfig, force_include: dict[str, str], tmp: Path) -> bool:
+        """Wizen the modules into `tmp` and map them onto their wheel paths; whether any of
+        them was also precompiled (its .cwasm mapped beside it)."""
+        precompiled = False
         root = Path(self.root)
         # Modules that earlier hooks force-included are found under their wheel paths.
         forced = {dst: Path(root, src) for src, dst in force_include.items()}
@@ -115,7 +119,30 @@ class WizerBuildHook(BuildHookInterface[BuilderConfig]):
             for src in [s for s, d in force_include.items() if d == dist_path]:
                 del force_include[src]  # replace the earlier hook's mapping, not add a second
             force_include[str(out)] = dist_path
+            if result.precompiled:
+                cwasm = tmp / cwasm_name(dist_path)
+                cwasm.write_bytes(result.precompiled.data)
+                force_include[str(cwasm)] = cwasm_name(dist_path)
+                precompiled = True
             self._say(describe(result))
+        return precompiled
+
+    def _mark_platform_specific(self, build_data: dict[str, Any]) -> None:
+        """A .cwasm is native code for one OS and architecture, for any Python: the wheel goes
+        to platlib, tagged `py3-none-PLATFORM` (PLATFORM as hatchling infers it), unless an
+        earlier hook chose a tag."""
+        from hatchling.builders.wheel import WheelBuilder
+
+        build_data["pure_python"] = False
+        builder = self.build_config.builder
+        if "tag" in build_data:
+            return
+        if not isinstance(builder, WheelBuilder):  # a wheel builder of another kind
+            build_data["infer_tag"] = True
+            return
+        python = builder.get_default_tag().split("-")[0]
+        platform = builder.get_best_matching_tag().split("-")[-1]
+        build_data["tag"] = f"{python}-none-{platform}"
 
     def _say(self, line: str) -> None:
         self.app.display_success(f"wizer: {line}")

@@ -20,22 +20,28 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
-from typing import Final
+from importlib.metadata import version
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Final
 
 from ..cache import result_key
 from ..cache.key import file_hash
 from ..core import REUSED
 from ..engine.interrupts import INIT_GROUP, InitGroup
 from ..errors import ConfigError, WizerError
-from ..files import read_module, write_atomically, write_output
+from ..files import CWASM_SUFFIX, read_module, write_atomically, write_output
+from ..options import WizenOptions
 from .config import ModuleFile, find_modules, load_config, read_pyproject
 from .flags import Change, add_option_flags, apply, normalize_bool_flags
 from .summary import Result, describe
 
+if TYPE_CHECKING:
+    from ..engine.precompile import Precompiled
+
 __all__ = [
     "EDITABLE_HINT",
     "KEPT_DIR",
+    "cwasm_name",
     "in_place_files",
     "kept_original",
     "kept_originals",
@@ -72,7 +78,8 @@ def _engine() -> Callable[..., bytes]:
 
 
 def wizen_module(module: ModuleFile, report: Reporter | None = None) -> tuple[bytes, Result]:
-    """Read the module's input and wizen it with its options; messages name TOML keys."""
+    """Read the module's input and wizen it with its options; messages name TOML keys. With
+    `precompile`, the result's `precompiled` holds the bytes of its `.cwasm` (`cwasm_name()`)."""
     data = read_input(module)
     reused = False
 
@@ -82,13 +89,26 @@ def wizen_module(module: ModuleFile, report: Reporter | None = None) -> tuple[by
         if report is not None:
             report(line)
 
+    options = module.spec.options
     start = time.perf_counter()
     try:
-        out = _engine()(data, module.spec.options, report=say, names=module.spec.key_path)
+        out = _engine()(data, options, report=say, names=module.spec.key_path)
+        cwasm = _precompile(out, options, report) if options.precompile else None
     except WizerError as e:
         raise e.about(module.name, module.spec.key_path) from None
     elapsed = time.perf_counter() - start
-    return out, Result(module.name, len(data), len(out), elapsed, cached=reused)
+    return out, Result(module.name, len(data), len(out), elapsed, reused, cwasm)
+
+
+def _precompile(wasm: bytes, options: WizenOptions, report: Reporter | None) -> Precompiled:
+    from ..core import precompile  # lazy, like the engine
+
+    return precompile(wasm, options, report=report)
+
+
+def cwasm_name(name: str) -> str:
+    """Where a module's pre-compiled code goes: `pkg/mod.wasm` -> `pkg/mod.cwasm`."""
+    return PurePosixPath(name).with_suffix(CWASM_SUFFIX).as_posix()
 
 
 def read_input(module: ModuleFile) -> bytes:
@@ -172,8 +192,12 @@ def wizen_modules(
 
 
 def module_digest(module: ModuleFile) -> str:
-    """Hash of everything that decides the module's output (the result cache's key)."""
-    return result_key(read_input(module), module.spec.options)
+    """Hash of everything that decides the module's outputs: the result cache's key, and the
+    wasmtime version that writes its .cwasm."""
+    key = result_key(read_input(module), module.spec.options)
+    if module.spec.options.precompile:
+        return f"{key}+precompiled-by-wasmtime-{version('wasmtime')}"  # one word: records split
+    return key
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -251,26 +275,36 @@ class _OutDir:
         self.out_dir = out_dir
 
     def up_to_date(self, module: ModuleFile, digest: str) -> bool:
-        """Made from these inputs, and still holding what was written (not emptied, say)."""
+        """Made from these inputs, and still holding what was written (not emptied, say);
+        with precompile, its .cwasm is there too."""
         record = _read_stamp(_stamp(self.out_dir, module))
         if record is None or record.split()[1:] != [digest]:
             return False
+        cwasm = self.out_dir / cwasm_name(module.name)
+        if module.spec.options.precompile and not cwasm.is_file():
+            return False
         return file_hash(self.out_dir / module.name) == record.split()[0]
 
-    def write(self, module: ModuleFile, data: bytes, digest: str) -> None:
+    def write(self, module: ModuleFile, data: bytes, digest: str, result: Result) -> None:
         write_output(self.out_dir / module.name, data, module.source)
+        cwasm = self.out_dir / cwasm_name(module.name)
+        if result.precompiled:
+            write_output(cwasm, result.precompiled.data, module.source)
+        else:
+            cwasm.unlink(missing_ok=True)  # an earlier build's: the outputs match the config
         write_atomically(_stamp(self.out_dir, module), _record(data, digest))
 
 
 class _InPlace:
-    """Outputs over their modules, each original kept first (see the module docstring)."""
+    """Outputs over their modules, each original kept first (see the module docstring); no
+    .cwasm goes into the source tree."""
 
     def up_to_date(self, module: ModuleFile, digest: str) -> bool:
         kept = kept_original(module)
         record = _read_stamp(_wizened_record(kept)) if kept else None
         return record is not None and record.split()[1:] == [digest]
 
-    def write(self, module: ModuleFile, data: bytes, digest: str) -> None:
+    def write(self, module: ModuleFile, data: bytes, digest: str, result: Result) -> None:
         assert module.root is not None  # find_modules found it in the tree
         kept = module.root / KEPT_DIR / module.name
         if kept_original(module) is None:  # the file is an original: keep it before all else
@@ -295,6 +329,8 @@ def _build(
     report: ModuleReporter | None = None,
 ) -> None:
     stale = []
+    if isinstance(target, _InPlace):
+        modules = [_without_precompile(m) for m in modules]
     for module in modules:
         digest = module_digest(module)
         if not force and target.up_to_date(module, digest):
@@ -303,8 +339,14 @@ def _build(
             stale.append((module, digest))
     digests = dict(stale)
     for module, data, result in wizen_modules(list(digests), report=report or _warnings):
-        target.write(module, data, digests[module])
+        target.write(module, data, digests[module], result)
         say(describe(result))
+
+
+def _without_precompile(module: ModuleFile) -> ModuleFile:
+    """`module` with precompile off (in place: no .cwasm goes into the source tree)."""
+    options = replace(module.spec.options, precompile=False)
+    return replace(module, spec=replace(module.spec, options=options))
 
 
 def _restore(modules: Sequence[ModuleFile], say: Reporter) -> None:

@@ -14,13 +14,13 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from setuptools import Command, Distribution
 from setuptools.errors import BaseError
 
 from ..errors import ConfigError, WizerError
-from ..files import write_output
+from ..files import CWASM_SUFFIX, write_output
 from .config import ModuleFile, find_modules, load_config, read_pyproject
 from .project import EDITABLE_HINT, in_place_files, wizen_in_place, wizen_modules
 from .summary import describe
@@ -56,6 +56,11 @@ def finalize_distribution_options(dist: Distribution) -> None:
     """Register `build_wizer` and run it as the last sub-command of `build`."""
     if not _has_table(_root(dist)):
         return
+    if _precompiles(_root(dist)):
+        # A .cwasm is native code: the package goes to platlib and bdist_wheel's root is not
+        # pure, as with a C extension (whose absence build_ext then finds).
+        dist.has_ext_modules = lambda: True
+        dist.cmdclass["bdist_wheel"] = _any_python_wheel(dist.get_command_class("bdist_wheel"))
     dist.cmdclass.setdefault(COMMAND, build_wizer)
     base = dist.get_command_class("build")
     if any(name == COMMAND for name, _ in base.sub_commands):
@@ -64,6 +69,25 @@ def finalize_distribution_options(dist: Distribution) -> None:
     dist.cmdclass["build"] = type(
         "build", (base,), {"sub_commands": [*base.sub_commands, (COMMAND, None)]}
     )
+
+
+def _precompiles(root: Path) -> bool:
+    """Whether any module gets a .cwasm (a bad config is build_wizer's to report)."""
+    try:
+        config = load_config(read_pyproject(root), root)
+    except ConfigError:
+        return False
+    return config is not None and any(spec.options.precompile for spec in config.modules)
+
+
+def _any_python_wheel(base: Any) -> Any:
+    """`bdist_wheel` tagging a wheel with .cwasm files, native code for one OS and architecture
+    but for any Python, `py3-none-PLATFORM` (an extension module's would be `cp311-cp311-`)."""
+
+    def get_tag(self: Any) -> tuple[str, str, str]:
+        return self.python_tag, "none", base.get_tag(self)[2]
+
+    return type("bdist_wheel", (base,), {"get_tag": get_tag})
 
 
 class build_wizer(Command):  # type: ignore[misc]  # setuptools names commands in snake_case
@@ -89,6 +113,9 @@ class build_wizer(Command):  # type: ignore[misc]  # setuptools names commands i
             # Always from the source file: build_lib may hold last build's wizened copy.
             for module, data, result in wizen_modules(list(dests), report=_report):
                 write_output(dests[module], data, module.source)
+                if result.precompiled:
+                    cwasm = dests[module].with_suffix(CWASM_SUFFIX)
+                    write_output(cwasm, result.precompiled.data, module.source)
                 log.info(f"{COMMAND}: {describe(result)}")
 
     def _editable(self) -> None:
@@ -113,7 +140,13 @@ class build_wizer(Command):  # type: ignore[misc]  # setuptools names commands i
         if self.editable_mode:
             return []
         with _one_line_errors():
-            return [str(d) for _, d in self._plan()]
+            plan = self._plan()
+        outputs = []
+        for module, dest in plan:
+            outputs.append(str(dest))
+            if module.spec.options.precompile:
+                outputs.append(str(dest.with_suffix(CWASM_SUFFIX)))
+        return outputs
 
     def get_output_mapping(self) -> dict[str, str]:
         if self.editable_mode:

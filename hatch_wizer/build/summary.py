@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..engine.precompile import Precompiled
 
 __all__ = ["Result", "describe"]
 
@@ -16,12 +20,20 @@ class Result:
     after: int
     seconds: float
     cached: bool = False  # an earlier run's result was reused; init did not run
+    precompiled: Precompiled | None = None  # its .cwasm, when asked for
 
 
 def describe(result: Result) -> str:
-    """`pkg/mod.wasm: 21.4 KiB → 160.2 KiB in 0.84 s`, or `... → 160.2 KiB (cached)`"""
+    """`pkg/mod.wasm: 21.4 KiB → 160.2 KiB in 0.84 s`, or `... → 160.2 KiB (cached)`; for a
+    precompiled module then `, .cwasm 3214.5 KiB for wasmtime 51 on x86_64-unknown-linux-gnu
+    (x86-64-v2)`"""
     took = "(cached)" if result.cached else f"in {result.seconds:.2f} s"
-    return f"{result.name}: {_size(result.before)} \u2192 {_size(result.after)} {took}"
+    line = f"{result.name}: {_size(result.before)} \u2192 {_size(result.after)} {took}"
+    if result.precompiled is None:
+        return line
+    cwasm = result.precompiled
+    needs = f"for wasmtime {cwasm.wasmtime} on {cwasm.target} ({cwasm.cpu})"
+    return f"{line}, .cwasm {_size(len(cwasm.data))} {needs}"
 
 
 def _size(n: int) -> str:
