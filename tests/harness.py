@@ -115,3 +115,11 @@ def assert_same_behaviour(
     for name, data in expected.memories.items():
         assert actual.memories[name] == data, f"memory {name} differs"
     return out
+
+
+def wheel_platform() -> str:
+    """The platform tag hatchling and setuptools give this machine's platform wheels (the most
+    specific one that is not manylinux or musllinux)."""
+    from packaging.tags import sys_tags
+
+    return next(t.platform for t in sys_tags() if not t.platform.startswith(("manylinux", "musllinux")))  # fmt: skip

