@@ -30,3 +30,6 @@ PIP_FIND_LINKS="$work/wheels" "$py" -m build --wheel -o "$work/dist" "$work/samp
 
 echo "== compare"
 "$py" "$here/compare.py" "$here/src/sqlex/sqlex.wasm"
+
+echo "== QuickJS start-up: original, wizened, wizened + precompiled (qjs.cwasm)"
+"$py" "$here/startup.py" "$here/src/sqlex/qjs.wasm"
