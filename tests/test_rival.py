@@ -17,7 +17,9 @@ from hatch_wizer.engine import rival
 from hatch_wizer.options import Preopen, WizenOptions
 from tests.harness import instantiate_wasi, wasm_of
 
-SPINS = 200_000_000  # ~0.13 s under Cranelift, twice that under Winch
+# ~0.5 s under Cranelift, twice that under Winch: long enough that the rival compile (tens of
+# ms) is ready before Winch's run ends even on a loaded machine (200M spins were not, at times).
+SPINS = 800_000_000
 
 # Says "start", counts to `spins` in a loop, says "end".
 SPIN_WAT = """(module
