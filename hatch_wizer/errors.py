@@ -16,6 +16,7 @@ __all__ = [
     "InitError",
     "InvalidModule",
     "UnsupportedModule",
+    "UnsupportedWasmtime",
     "UsageError",
     "WizerError",
     "option",
@@ -67,6 +68,10 @@ class InvalidModule(WizerError):
 
 class UnsupportedModule(WizerError):
     """The module is valid but uses something a snapshot cannot represent."""
+
+
+class UnsupportedWasmtime(WizerError):
+    """The installed wasmtime-py is outside the supported range or lacks what hatch-wizer uses."""
 
 
 class InitError(WizerError):

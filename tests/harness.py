@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import ctypes
 from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
-from wasmtime import _ffi as ffi
 
 from hatch_wizer import WizenOptions, wizen
+from hatch_wizer.engine import wasmtime_api as api
 
-__all__ = ["Observed", "assert_same_behaviour", "instantiate_wasi", "observe", "wasm_of"]
+__all__ = [
+    "Observed",
+    "assert_same_behaviour",
+    "instantiate_wasi",
+    "observe",
+    "trap_unknown_imports",
+    "user_engine",
+    "wasm_of",
+]
 
 
 def wasm_of(text: str) -> bytes:
@@ -28,10 +35,21 @@ def instantiate_wasi(wasm: bytes) -> tuple[wasmtime.Store, Any]:
     return store, linker.instantiate(store, wasmtime.Module(engine, wasm)).exports(store)
 
 
-def _engine() -> wasmtime.Engine:
+def user_engine(*, fuel: bool = False) -> wasmtime.Engine:
+    """A user's engine: the defaults, with deterministic relaxed SIMD, and GC and exceptions
+    on (wasmtime-py before 46 leaves them off by default)."""
     config = wasmtime.Config()
     config.wasm_relaxed_simd_deterministic = True
+    config.wasm_exceptions = True
+    config.consume_fuel = fuel
+    api.set_config(config, "wasm_gc", True)
+    api.set_config(config, "wasm_function_references", True)
     return wasmtime.Engine(config)
+
+
+def trap_unknown_imports(linker: wasmtime.Linker, module: wasmtime.Module) -> None:
+    """`Linker.define_unknown_imports_as_traps`, on every supported wasmtime-py."""
+    api.define_unknown_imports_as_traps(linker, module)
 
 
 @dataclass
@@ -53,13 +71,8 @@ def _call(func: Any, store: wasmtime.Store, args: tuple[int, ...]) -> Any:
 
 
 def _global_bits(store: wasmtime.Store, g: Any) -> int:
-    raw = ffi.wasmtime_val_t()
-    ffi.wasmtime_global_get(store._context(), ctypes.byref(g._global), ctypes.byref(raw))
-    if raw.kind == 4:
-        return int.from_bytes(bytes(raw.of.v128), "little")
-    if raw.kind in (5, 6):
-        return -1  # references: compared through calls instead
-    return int(raw.of.i64) & ((1 << 64) - 1) if raw.kind in (1, 3) else int(raw.of.i32) & 0xFFFFFFFF
+    kind, value = api.read_global(store, g)
+    return -1 if kind >= api.FUNCREF else value  # references: compared through calls instead
 
 
 def observe(
@@ -69,13 +82,13 @@ def observe(
     linker_setup: Any = None,
 ) -> Observed:
     """Instantiate, call the `init` exports, read all state, then make `calls` in order."""
-    engine = _engine()
+    engine = user_engine()
     store = wasmtime.Store(engine)
     linker = wasmtime.Linker(engine)
     module = wasmtime.Module(engine, wasm)
     if linker_setup is not None:
         linker_setup(store, linker)
-    linker.define_unknown_imports_as_traps(module)
+    trap_unknown_imports(linker, module)
     instance = linker.instantiate(store, module)
     exports = instance.exports(store)
     for name in init:
@@ -103,7 +116,7 @@ def assert_same_behaviour(
     options = options or WizenOptions(cache=False)
     out = wizen(wasm, options)
     init = [options.init_func]
-    module = wasmtime.Module(_engine(), wasm)
+    module = wasmtime.Module(user_engine(), wasm)
     names = [e.name for e in module.exports]
     if "_initialize" in names and options.init_func != "_initialize":
         init.insert(0, "_initialize")

@@ -14,7 +14,6 @@ CI runs a short, fixed set of cases; `HATCH_WIZER_FUZZ_CASES=2000` runs more,
 from __future__ import annotations
 
 import collections
-import ctypes
 import json
 import os
 import random
@@ -31,11 +30,12 @@ from typing import Any
 
 import pytest
 import wasmtime
-from wasmtime import _ffi as ffi
 
 from hatch_wizer import WizenOptions, WizerError, wizen
 from hatch_wizer.engine.runtime import MAX_TABLE_ELEMENTS
+from hatch_wizer.engine.wasmtime_api import read_global
 from hatch_wizer.wasm.parse import ExternKind, Module, parse_module
+from tests.harness import trap_unknown_imports, user_engine
 
 CASES = int(os.environ.get("HATCH_WIZER_FUZZ_CASES", "300"))
 SEED = int(os.environ.get("HATCH_WIZER_FUZZ_SEED", "0"))
@@ -185,14 +185,7 @@ def constant(valtype: str, rng: random.Random) -> str:
 # --- observing behaviour -----------------------------------------------------------------------------
 
 
-def engine() -> wasmtime.Engine:
-    config = wasmtime.Config()
-    config.wasm_relaxed_simd_deterministic = True
-    config.consume_fuel = True  # generated start functions can call imports that loop back
-    return wasmtime.Engine(config)
-
-
-ENGINE = engine()
+ENGINE = user_engine(fuel=True)  # generated start functions can call imports that loop back
 
 
 def args_for(module: Module, func: int) -> tuple[Any, ...] | None:
@@ -216,18 +209,12 @@ def normal(value: Any) -> Any:
 
 
 def global_bits(store: wasmtime.Store, g: Any) -> Any:
-    raw = ffi.wasmtime_val_t()
-    ffi.wasmtime_global_get(store._context(), ctypes.byref(g._global), ctypes.byref(raw))
-    try:
-        if raw.kind == 4:
-            return bytes(raw.of.v128).hex()
-        if raw.kind in (1, 3):
-            return int(raw.of.i64) & ((1 << 64) - 1)
-        if raw.kind in (0, 2):
-            return int(raw.of.i32) & 0xFFFFFFFF
-        return ("ref", raw.kind)  # identity is not comparable across instances
-    finally:
-        ffi.wasmtime_val_unroot(ctypes.byref(raw))
+    kind, value = read_global(store, g)
+    if kind == 4:  # v128
+        return value.to_bytes(16, "little").hex()
+    if kind < 4:
+        return value
+    return ("ref", kind)  # identity is not comparable across instances
 
 
 def state(store: wasmtime.Store, exports: dict[str, Any]) -> dict[str, Any]:
@@ -259,7 +246,7 @@ def observe(wasm: bytes, init: list[str]) -> list[Any]:
     store.set_limits(table_elements=MAX_TABLE_ELEMENTS)  # as during init: huge grows fail
     linker = wasmtime.Linker(ENGINE)
     compiled = wasmtime.Module(ENGINE, wasm)
-    linker.define_unknown_imports_as_traps(compiled)
+    trap_unknown_imports(linker, compiled)
     made: list[wasmtime.Instance] = []
     started = outcome(lambda: made.append(linker.instantiate(store, compiled)))
     if started[0] != "ok":

@@ -18,7 +18,7 @@ from hatch_wizer.build.config import load_config
 from hatch_wizer.engine.wasi import DEFAULT_SEED, Clock, HostCalls, WasiHost, source_date_epoch
 from hatch_wizer.errors import ConfigError, InitError
 from hatch_wizer.options import Preopen
-from tests.harness import wasm_of
+from tests.harness import trap_unknown_imports, wasm_of
 
 # Init reads the wall clock, the monotonic clock and 16 random bytes into memory and globals.
 CLOCK_WAT = """(module
@@ -55,7 +55,7 @@ def instantiate(wasm: bytes) -> tuple[wasmtime.Store, Any]:
     store = wasmtime.Store(engine)
     linker = wasmtime.Linker(engine)
     module = wasmtime.Module(engine, wasm)
-    linker.define_unknown_imports_as_traps(module)
+    trap_unknown_imports(linker, module)
     return store, linker.instantiate(store, module).exports(store)
 
 

@@ -18,7 +18,7 @@ import wasmtime
 from hatch_wizer import WizenOptions, wizen
 from hatch_wizer.build.cli import main
 from hatch_wizer.options import Preopen
-from tests.harness import wasm_of
+from tests.harness import trap_unknown_imports, wasm_of
 
 # Init opens `path` (at memory 100) relative to preopen fd 3 with `oflags` and, when that works,
 # writes 3 bytes to it. Globals: the errno of path_open, and the
@@ -71,7 +71,7 @@ def instantiate(wasm: bytes) -> tuple[wasmtime.Store, dict[str, Any]]:
     store = wasmtime.Store(engine)
     linker = wasmtime.Linker(engine)
     module = wasmtime.Module(engine, wasm)
-    linker.define_unknown_imports_as_traps(module)
+    trap_unknown_imports(linker, module)
     return store, dict(linker.instantiate(store, module).exports(store))
 
 

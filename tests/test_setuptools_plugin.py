@@ -26,7 +26,7 @@ WAT = """
 
 PYPROJECT = """\
 [build-system]
-requires = ["setuptools>=70.1", "hatch-wizer"]
+requires = ["setuptools>=64", "hatch-wizer"]
 build-backend = "setuptools.build_meta"
 
 [project]

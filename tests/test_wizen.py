@@ -10,7 +10,7 @@ import wasmtime
 from hatch_wizer import Preload, WizenOptions, WizerError, wizen
 from hatch_wizer.errors import InitError, InvalidModule, UnsupportedModule
 from hatch_wizer.wasm.parse import parse_module
-from tests.harness import assert_same_behaviour, observe, wasm_of
+from tests.harness import assert_same_behaviour, observe, trap_unknown_imports, wasm_of
 
 OPTS = WizenOptions(cache=False)
 
@@ -222,7 +222,7 @@ def test_preloads_provide_imports(tmp_path: pytest.TempPathFactory) -> None:
     engine = wasmtime.Engine()
     store = wasmtime.Store(engine)
     linker = wasmtime.Linker(engine)
-    linker.define_unknown_imports_as_traps(wasmtime.Module(engine, out))
+    trap_unknown_imports(linker, wasmtime.Module(engine, out))
     instance = linker.instantiate(store, wasmtime.Module(engine, out))
     assert instance.exports(store)["g"].value(store) == 42
 

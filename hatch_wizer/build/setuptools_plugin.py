@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+import setuptools
 from setuptools import Command, Distribution
 from setuptools.errors import BaseError
 
@@ -28,6 +30,9 @@ from .summary import describe
 __all__ = ["build_wizer", "finalize_distribution_options"]
 
 COMMAND = "build_wizer"
+# The oldest setuptools with editable wheels and build_py's output mapping (62 and 63 fail
+# in the middle of a build); tests/test_setuptools_plugin.py runs on it in `.ci/run`.
+OLDEST_SETUPTOOLS = 64
 # setuptools routes its own messages through the root logger and sets its level from -v/-q.
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,8 @@ def finalize_distribution_options(dist: Distribution) -> None:
     """Register `build_wizer` and run it as the last sub-command of `build`."""
     if not _has_table(_root(dist)):
         return
+    with _one_line_errors():
+        _check_setuptools(setuptools.__version__)
     if _precompiles(_root(dist)):
         # A .cwasm is native code: the package goes to platlib and bdist_wheel's root is not
         # pure, as with a C extension (whose absence build_ext then finds).
@@ -88,6 +95,15 @@ def _any_python_wheel(base: Any) -> Any:
         return self.python_tag, "none", base.get_tag(self)[2]
 
     return type("bdist_wheel", (base,), {"get_tag": get_tag})
+
+
+def _check_setuptools(version: str) -> None:
+    major = re.match(r"\d+", version)
+    if major and int(major.group()) < OLDEST_SETUPTOOLS:
+        raise ConfigError(
+            f"setuptools {version} is too old for hatch-wizer's [tool.wizer] step; it needs "
+            f"setuptools>={OLDEST_SETUPTOOLS} (put it in [build-system] requires)"
+        )
 
 
 class build_wizer(Command):  # type: ignore[misc]  # setuptools names commands in snake_case

@@ -1,24 +1,20 @@
-"""wasmtime engines for the options, and compiling and validating without copying the bytes."""
+"""wasmtime engines for the options, and the one-line form of wasmtime's errors."""
 
 from __future__ import annotations
 
-import ctypes
 import platform
 import re
 from dataclasses import replace
-from typing import Any
 
 import wasmtime
-from wasmtime import _ffi as ffi
 
 from ..options import Features
+from . import wasmtime_api as api
 
 __all__ = [
-    "compile_bytes",
     "engine_config",
     "one_line",
     "uses_reference_types",
-    "validate_bytes",
     "winch_available",
 ]
 
@@ -45,8 +41,8 @@ def engine_config(
         features = replace(features, **dict.fromkeys(_NOT_IN_WINCH, False))
     config = wasmtime.Config()
     if winch:
-        ffi.wasmtime_config_strategy_set(config.ptr(), 2)  # the Python property refuses "winch"
-        config.wasm_component_model = False
+        api.set_winch(config)
+        api.set_config(config, "wasm_component_model", False)
     # Disabling SIMD while relaxed SIMD stays on aborts the process: keep them consistent.
     config.wasm_relaxed_simd = features.simd and features.relaxed_simd
     config.wasm_simd = features.simd
@@ -58,48 +54,21 @@ def engine_config(
     config.wasm_threads = features.threads
     config.wasm_tail_call = features.tail_call
     config.wasm_exceptions = features.exceptions
-    config.wasm_gc = features.gc
-    config.wasm_function_references = features.function_references or features.gc
-    config.wasm_wide_arithmetic = features.wide_arithmetic
-    config.wasm_custom_page_sizes = features.custom_page_sizes
+    api.set_config(config, "wasm_gc", features.gc)
+    api.set_config(config, "wasm_function_references", features.function_references or features.gc)
+    api.set_config(config, "wasm_wide_arithmetic", features.wide_arithmetic)
+    api.set_config(config, "wasm_custom_page_sizes", features.custom_page_sizes)
     # Turning reference types off aborts the process too; our validator check covers it.
     config.epoch_interruption = stoppable  # init can be stopped, not only left (`run_init`)
     config.parallel_compilation = parallel
     # Nothing unwinds natively through wasm frames here (host functions are Python, wasmtime's
     # own backtraces walk frame pointers): without unwind info there is less to compile.
-    config.native_unwind_info = False
+    api.set_config(config, "native_unwind_info", False)
     if opt_level != "speed":
         config.cranelift_opt_level = opt_level
     if cache:
         config.cache = True
     return config
-
-
-def _bytes_pointer(wasm: bytes) -> Any:
-    """A pointer to the bytes themselves (the caller keeps `wasm` alive during the call)."""
-    # wasmtime-py copies the bytes into a ctypes array first; for a 100 MB module that is
-    # 100 MB more at the peak of compilation. A pointer into the bytes object needs no copy.
-    return ctypes.cast(ctypes.c_char_p(wasm), ctypes.POINTER(ctypes.c_uint8))
-
-
-def validate_bytes(engine: wasmtime.Engine, wasm: bytes) -> None:
-    """`wasmtime.Module.validate` without copying the bytes."""
-    wasm = bytes(wasm)  # no copy for bytes; bytearrays have no stable c_char_p
-    error = ffi.wasmtime_module_validate(engine.ptr(), _bytes_pointer(wasm), len(wasm))
-    if error:
-        raise wasmtime.WasmtimeError._from_ptr(error)
-
-
-def compile_bytes(engine: wasmtime.Engine, wasm: bytes) -> wasmtime.Module:
-    """`wasmtime.Module(engine, wasm)` without copying the bytes."""
-    wasm = bytes(wasm)
-    ptr = ctypes.POINTER(ffi.wasmtime_module_t)()
-    error = ffi.wasmtime_module_new(
-        engine.ptr(), _bytes_pointer(wasm), len(wasm), ctypes.byref(ptr)
-    )
-    if error:
-        raise wasmtime.WasmtimeError._from_ptr(error)
-    return wasmtime.Module._from_ptr(ptr)
 
 
 def one_line(error: Exception) -> str:

@@ -27,6 +27,7 @@ from ..wasm.parse import function_name
 from .compile import engine_config, one_line
 from .host import reject_unprovided, wasi_config
 from .runtime import Runtime
+from .wasmtime_api import component_item_type
 from .wave import parse_args
 
 __all__ = ["AccessorState", "ComponentRuntime", "Session"]
@@ -131,13 +132,13 @@ class ComponentRuntime:
             for name, item in imports.items():
                 if not wanted(name):
                     continue
-                ty = item.ty
+                ty = component_item_type(item)
                 if isinstance(ty, wc.FuncType):
                     root.add_func(name, _trap(name))
                 elif isinstance(ty, wc.ComponentInstanceType):
                     with root.add_instance(name) as instance:
                         for fname, export in ty.exports(self.engine).items():
-                            if isinstance(export.ty, wc.FuncType):
+                            if isinstance(component_item_type(export), wc.FuncType):
                                 instance.add_func(fname, _trap(f"{name}#{fname}"))
 
 

@@ -13,6 +13,7 @@ from ..errors import ConfigError, InitError
 from ..options import WizenOptions
 from .inputs import gives_stdin, init_environ
 from .wasi import WASI_MODULE, Errno, WasiHost
+from .wasmtime_api import preopen_dir
 
 __all__ = [
     "define_wasi_host",
@@ -60,7 +61,7 @@ def wasi_config(options: WizenOptions, captured: Path | None = None) -> wasmtime
     for preopen in sorted(options.preopens, key=lambda p: p.guest):
         if not Path(preopen.host).is_dir():
             raise ConfigError(f"preopen `{preopen.guest}`: {preopen.host} is not a directory")
-        wasi.preopen_dir(str(preopen.host), preopen.guest, preopen.writable)
+        preopen_dir(wasi, str(preopen.host), preopen.guest, preopen.writable)
     return wasi
 
 

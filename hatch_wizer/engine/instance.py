@@ -1,5 +1,5 @@
 """The `InstanceState` of a live wasmtime instance: globals, memories and tables read back
-through the instrumentation's exports, by raw C API calls where wasmtime-py has no public one."""
+through the instrumentation's exports (exact values and identities through `wasmtime_api`)."""
 
 from __future__ import annotations
 
@@ -11,22 +11,16 @@ import struct
 from typing import Any
 
 import wasmtime
-from wasmtime import _ffi as ffi
-from wasmtime._extern import wrap_extern
 
 from ..errors import InitError
 from ..module.instrumentation import ModuleContext
 from ..module.scanner import GLOBAL_SLOT
 from ..module.state import Ref, TableState
 from .wasi import WasiHost
+from .wasmtime_api import EXTERNREF, FUNCREF, export, func_identity, read_global, read_table
 
 __all__ = ["WasmtimeState"]
 
-
-_KIND_FUNCREF = 5
-_KIND_EXTERNREF = 6
-_KIND_ANYREF = 7
-_KIND_EXNREF = 8
 
 # Linux frees a private mapping's pages at once on MADV_DONTNEED (later reads give zeros).
 _MADV_DONTNEED = getattr(mmap, "MADV_DONTNEED", None) if platform.system() == "Linux" else None
@@ -49,38 +43,20 @@ class WasmtimeState:
 
     def export(self, name: str) -> Any:
         """One export by name; `Instance.exports()` would cost time quadratic in their count."""
-        item = ffi.wasmtime_extern_t()
-        raw = name.encode()
-        found = ffi.wasmtime_instance_export_get(
-            self.store._context(),
-            ctypes.byref(self.instance._instance),
-            raw,
-            len(raw),
-            ctypes.byref(item),
-        )
-        if not found:
+        item = export(self.store, self.instance, name)
+        if item is None:
             raise InitError(f"the instance has no export `{name}`")
-        return wrap_extern(item)
+        return item
 
     def call(self, name: str) -> None:
         self.export(name)(self.store)
 
     def global_value(self, name: str, valtype: str) -> int | None:
-        raw = ffi.wasmtime_val_t()
-        ffi.wasmtime_global_get(
-            self.store._context(), ctypes.byref(self.export(name)._global), ctypes.byref(raw)
-        )
-        try:
-            if valtype == "i32" or valtype == "f32":
-                return int(raw.of.i32) & 0xFFFFFFFF
-            if valtype == "i64" or valtype == "f64":
-                return int(raw.of.i64) & 0xFFFFFFFFFFFFFFFF
-            if valtype == "v128":
-                return int.from_bytes(bytes(raw.of.v128), "little")
-            index = name.rsplit("_", 1)[1]
-            return self._ref(raw, f"global {index}")
-        finally:
-            ffi.wasmtime_val_unroot(ctypes.byref(raw))
+        kind, value = read_global(self.store, self.export(name))
+        if valtype in ("i32", "f32", "i64", "f64", "v128"):
+            return value
+        index = name.rsplit("_", 1)[1]
+        return self._resolve((kind, value), f"global {index}")
 
     def memory(self, name: str) -> memoryview:
         memory = self.export(name)
@@ -160,48 +136,13 @@ class WasmtimeState:
 
     def _table_raw(self, name: str) -> list[tuple[int, int]]:
         """Each entry as (kind, identity); identity 0 is null."""
-        table = self.export(name)
-        context = self.store._context()
-        size = ffi.wasmtime_table_size(context, ctypes.byref(table._table))
-        raw = ffi.wasmtime_val_t()
-        entries = []
-        for slot in range(size):
-            ffi.wasmtime_table_get(context, ctypes.byref(table._table), slot, ctypes.byref(raw))
-            entries.append(self._identity(raw))
-            ffi.wasmtime_val_unroot(ctypes.byref(raw))
-        return entries
-
-    def _identity(self, raw: Any) -> tuple[int, int]:
-        if raw.kind == _KIND_FUNCREF:
-            func = raw.of.funcref
-            if not getattr(func, "__private"):
-                return (_KIND_FUNCREF, 0)
-            return (
-                _KIND_FUNCREF,
-                int(ffi.wasmtime_func_to_raw(self.store._context(), ctypes.byref(func))),
-            )
-        if raw.kind == _KIND_EXTERNREF:
-            ref = raw.of.externref
-            null = not (
-                getattr(ref, "__private1")
-                or getattr(ref, "__private2")
-                or getattr(ref, "__private3")
-            )
-            return (_KIND_EXTERNREF, 0 if null else -1)
-        if raw.kind == _KIND_ANYREF or raw.kind == _KIND_EXNREF:
-            ref = raw.of.anyref if raw.kind == _KIND_ANYREF else raw.of.exnref
-            if not ref.store_id:
-                return (raw.kind, 0)  # null: as comparable as any other null
-        return (raw.kind, -1)  # a GC reference: no identity we can compare
-
-    def _ref(self, raw: Any, where: str) -> Ref:
-        return self._resolve(self._identity(raw), where)
+        return read_table(self.store, self.export(name))
 
     def _resolve(self, identity: tuple[int, int], where: str) -> Ref:
         kind, value = identity
         if value == 0:
             return None
-        if kind == _KIND_FUNCREF:
+        if kind == FUNCREF:
             index = self._funcs().get(value)
             if index is None:
                 raise InitError(
@@ -209,7 +150,7 @@ class WasmtimeState:
                     "(a host function), which a snapshot cannot reproduce"
                 )
             return index
-        if kind == _KIND_EXTERNREF:
+        if kind == EXTERNREF:
             raise InitError(
                 f"{where} holds a non-null externref (a host value), "
                 "which a snapshot cannot reproduce"
@@ -218,7 +159,6 @@ class WasmtimeState:
 
     def _funcs(self) -> dict[int, int]:
         if self._func_indices is None:
-            context = self.store._context()
             self._func_indices = {}
             # Tables as instantiated, then exports: the lowest index wins when several
             # functions are one (an import re-exported, say).
@@ -227,7 +167,5 @@ class WasmtimeState:
                 for slot, index in reversed(slots):
                     self._func_indices[initial[slot][1]] = index
             for index, name in reversed(self.context.funcs):
-                func = self.export(name)
-                raw = int(ffi.wasmtime_func_to_raw(context, ctypes.byref(func._func)))
-                self._func_indices[raw] = index
+                self._func_indices[func_identity(self.store, self.export(name))] = index
         return self._func_indices

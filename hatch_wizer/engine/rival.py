@@ -8,8 +8,8 @@ import threading
 import wasmtime
 
 from ..options import WizenOptions
-from .compile import compile_bytes
 from .inputs import init_may_read_stdin
+from .wasmtime_api import compile_module
 
 __all__ = ["RIVAL_MAX_BYTES", "Overtaken", "Rival", "worth_a_rival"]
 
@@ -40,7 +40,7 @@ class Rival:
 
     def _compile(self, wasm: bytes) -> None:
         try:
-            module = compile_bytes(self.engine, wasm)
+            module = compile_module(self.engine, wasm)
         except Exception:  # the trial stands; nothing to report
             return
         with self._lock:

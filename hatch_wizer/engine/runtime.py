@@ -23,14 +23,8 @@ from ..errors import ConfigError, InitError, InvalidModule, option
 from ..files import read_module
 from ..module.instrumentation import INITIALIZE, ModuleContext
 from ..options import WizenOptions
-from .compile import (
-    compile_bytes,
-    engine_config,
-    one_line,
-    uses_reference_types,
-    validate_bytes,
-    winch_available,
-)
+from . import wasmtime_api as api
+from .compile import engine_config, one_line, uses_reference_types, winch_available
 from .host import (
     define_wasi_host,
     reject_unprovided,
@@ -85,6 +79,7 @@ class Runtime:
     the baseline compiler Winch, several times faster to compile, supports the module."""
 
     def __init__(self, options: WizenOptions) -> None:
+        api.require()  # an unsupported wasmtime-py fails here, in one line, before any work
         self.options = options
         self.engine = self._engine(winch=False)
         self.run_engine = self.engine
@@ -123,7 +118,7 @@ class Runtime:
         if not self.options.features.reference_types and uses_reference_types(wasm):
             raise InvalidModule(f"{what}: reference types support is not enabled")
         try:
-            validate_bytes(self.engine, wasm)
+            api.validate_module(self.engine, wasm)
         except wasmtime.WasmtimeError as e:
             raise InvalidModule(f"{what}: {one_line(e)}") from None
 
@@ -132,8 +127,8 @@ class Runtime:
         if self.options.compiler != "cranelift" and winch_available():
             winch = self._engine(winch=True)
             try:
-                validate_bytes(winch, wasm)  # fails fast on proposals Winch lacks
-                module = compile_bytes(winch, wasm)
+                api.validate_module(winch, wasm)  # fails fast on proposals Winch lacks
+                module = api.compile_module(winch, wasm)
             except wasmtime.WasmtimeError as e:
                 if self.options.compiler == "winch":
                     raise InvalidModule(f"Winch cannot compile the module: {one_line(e)}") from None
@@ -143,7 +138,7 @@ class Runtime:
                     self._rival = Rival(self._engine(winch=False, rival=True), wasm, winch)
                 return module
         try:
-            return compile_bytes(self.cranelift_for(wasm), wasm)
+            return api.compile_module(self.cranelift_for(wasm), wasm)
         except wasmtime.WasmtimeError as e:
             raise InvalidModule(f"failed to compile the module: {one_line(e)}") from None
 
@@ -194,9 +189,9 @@ class Runtime:
             self._define_preloads(store, linker)
             policy = self.options.unknown_imports
             if policy == "trap":
-                linker.define_unknown_imports_as_traps(module)
+                api.define_unknown_imports_as_traps(linker, module)
             elif policy == "default":
-                linker.define_unknown_imports_as_default_values(store, module)
+                api.define_unknown_imports_as_default_values(linker, store, module)
             else:
                 reject_unprovided("the module", unprovided_imports(store, linker, module))
             instance = self._call(

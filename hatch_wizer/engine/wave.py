@@ -193,7 +193,9 @@ class _Parser:
             self.expect(")")
         if isinstance(ty, c.OptionType):
             return payload
-        if ty._tagged():
+        from .wasmtime_api import variant_is_tagged
+
+        if variant_is_tagged(ty):
             return c.Variant(tag, payload)
         return payload
 

@@ -1,0 +1,110 @@
+"""The version ranges hatch-wizer declares, and what a user outside them sees: one line naming
+the installed release and the range, never an AttributeError. `.ci/run` runs the fast subset on
+the oldest declared releases; these tests pin the declarations to the code that checks them."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import setuptools
+
+from hatch_wizer.build import setuptools_plugin
+from hatch_wizer.build.cli import main
+from hatch_wizer.engine import wasmtime_api as api
+from hatch_wizer.errors import ConfigError, UnsupportedWasmtime
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).parent.parent
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _lower_bound(name: str, requirements: list[str]) -> str:
+    [bound] = [m[1] for r in requirements if (m := re.fullmatch(rf"{name}>=([\d.]+)", r))]
+    return bound
+
+
+def test_the_adapter_checks_the_declared_wasmtime_range() -> None:
+    assert f"wasmtime>={_lower_bound('wasmtime', PROJECT['dependencies'])}" == api.SUPPORTED
+
+
+def test_the_plugin_checks_the_tested_setuptools() -> None:
+    tested = _lower_bound("setuptools", PROJECT["optional-dependencies"]["test"])
+    assert tested == str(setuptools_plugin.OLDEST_SETUPTOOLS)
+
+
+@pytest.fixture
+def fresh_check() -> Iterator[None]:
+    api.require.cache_clear()
+    yield
+    api.require.cache_clear()
+
+
+def test_an_old_wasmtime_is_named_in_one_line(
+    fresh_check: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api, "installed_version", lambda: "42.0.0")
+    with pytest.raises(UnsupportedWasmtime) as info:
+        api.require()
+    message = str(info.value)
+    assert message == (
+        f"wasmtime-py 42.0.0 is older than hatch-wizer needs; hatch-wizer supports "
+        f"{api.SUPPORTED} (pip install '{api.SUPPORTED}')"
+    )
+
+
+def test_a_missing_internal_is_named_not_raised(
+    fresh_check: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if a release renamed one of the C functions the adapter calls.
+    monkeypatch.setattr(api, "_FFI", (*api._FFI, "wasmtime_renamed_away"))
+    with pytest.raises(UnsupportedWasmtime, match=r"lacks _ffi\.wasmtime_renamed_away, which"):
+        api.require()
+
+
+def test_the_cli_reports_an_unsupported_wasmtime_in_one_line(
+    fresh_check: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(api, "installed_version", lambda: "40.0.0")
+    module = tmp_path / "in.wasm"
+    module.write_bytes(b"\0asm\x01\0\0\0")
+    assert main([str(module), "-o", str(tmp_path / "out.wasm"), "--no-cache"]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert line.startswith("hatch-wizer: error: ")
+    assert line.endswith(f"wasmtime-py 40.0.0 is older than hatch-wizer needs; hatch-wizer "
+                         f"supports {api.SUPPORTED} (pip install '{api.SUPPORTED}')")  # fmt: skip
+    assert not (tmp_path / "out.wasm").exists()
+
+
+def test_an_old_setuptools_is_named_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(setuptools, "__version__", "63.4.3")
+    with pytest.raises(ConfigError, match=r"^setuptools 63\.4\.3 is too old .* setuptools>=64 "):
+        setuptools_plugin._check_setuptools(setuptools.__version__)
+
+
+def test_no_module_but_the_adapter_reaches_into_wasmtime() -> None:
+    """Private wasmtime-py names (`_ffi`, `_context()`, `_from_ptr`, handles) appear only in
+    the adapter, so a release that renames one breaks one module, with a clear error. (Only
+    engine/ imports wasmtime: test_architecture.py.)"""
+    private = re.compile(
+        r"wasmtime\._|_ffi\b|\._context\(|_from_ptr|__private|\._tagged\(|wrap_extern"
+        r"|\._(func|global|table|instance)\b(?!\()"
+    )
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / "hatch_wizer/engine").glob("*.py"))
+        if path.name != "wasmtime_api.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if private.search(line.split("#", 1)[0])
+    ]
+    assert not offenders
