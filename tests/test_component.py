@@ -13,6 +13,7 @@ import wasmtime
 from wasmtime import component as wc
 
 from hatch_wizer import WizenOptions, wizen
+from hatch_wizer.engine.wasmtime_api import installed_version
 from hatch_wizer.errors import (
     ConfigError,
     InitError,
@@ -611,8 +612,16 @@ OUTER_MODULE = """(core module $outer
   (func $base (result u32) (canon lift (core func $o "base")))"""
 
 NESTED_CALLS: list[Call] = [(n, ()) for n in ("get", "pages", "h", "word", "base")]
+# A core instance calling a function that its own component lifted from a nested one: wasmtime
+# before 49 refuses the call ("cannot enter component instance"), for the original too, and
+# hatch-wizer's init fails with that one line.
+reentrant = pytest.mark.skipif(
+    int(installed_version().split(".")[0]) < 49,
+    reason="wasmtime-py before 49 cannot run components that re-enter their own instance",
+)
 
 
+@reentrant
 def test_nested_component_state_is_written_into_its_module(tmp_path: Path) -> None:
     wat = f"""(component
       {INNER}
@@ -689,12 +698,14 @@ def _twice(init_both: bool) -> str:
       (export "pages-b" (func $b "pages")))"""
 
 
+@reentrant
 def test_nested_component_instantiated_twice_into_the_same_state(tmp_path: Path) -> None:
     calls: list[Call] = [("get-a", ()), ("get-b", ()), ("pages-b", ())]
     out = assert_same_behaviour(_twice(init_both=True), calls, tmp_path)
     assert run(out, [], calls) == [5 + 0xDEADBEEF] * 2 + [2]
 
 
+@reentrant
 def test_nested_component_instantiated_twice_into_different_states() -> None:
     message = (
         r"core module 0 is instantiated more than once \(core instance 1 in component "
