@@ -90,7 +90,7 @@ packages = ["src/pkg"]
 [tool.hatch.build.targets.wheel.hooks.wizer]
 """,
     "setuptools": """[build-system]
-requires = ["setuptools>=70.1", "hatch-wizer"]
+requires = ["setuptools>=64", "hatch-wizer"]
 build-backend = "setuptools.build_meta"
 [tool.setuptools.package-data]
 pkg = ["*.wasm"]

@@ -13,7 +13,7 @@ import wasmtime
 from hatch_wizer import WizenOptions, wizen
 from hatch_wizer.errors import ConfigError, InitError
 from hatch_wizer.options import Preload
-from tests.harness import assert_same_behaviour, wasm_of
+from tests.harness import assert_same_behaviour, trap_unknown_imports, wasm_of
 
 IMPORTS = """(module
   (import "foo" "bar" (func $bar (result i32)))
@@ -70,7 +70,7 @@ def test_default_policy_gives_init_zeros_from_unprovided_functions() -> None:
     store = wasmtime.Store()
     linker = wasmtime.Linker(store.engine)
     module = wasmtime.Module(store.engine, out)
-    linker.define_unknown_imports_as_traps(module)
+    trap_unknown_imports(linker, module)
     assert linker.instantiate(store, module).exports(store)["get"](store) == 9
 
 
