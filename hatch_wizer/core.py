@@ -110,7 +110,7 @@ def _wizen_here_or_in_child(wasm: bytes, options: WizenOptions, stage: _StageRep
     or Ctrl-C ends with the process (see `engine/child.py`)."""
     from .engine.child import in_child, wizen_in_child
 
-    if not in_child(wasm):
+    if not in_child(wasm, options):
         return _wizen(wasm, options, stage)
     return wizen_in_child(_wizen_in_child, (bytes(wasm), options), stage.say)
 

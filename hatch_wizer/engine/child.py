@@ -1,16 +1,16 @@
 """Wizening in a child process, so that an init whose code cannot be interrupted can be stopped.
 
-Modules past STOPPABLE_MAX_BYTES are wizened in a child, whose Cranelift code has no epoch
-checks (see `runtime`): its init cannot be interrupted, only left spinning on its thread, and
-ends with the child: at its time limit (the child's own `run_init` gives up, reports the
-error and exits), on Ctrl-C or SIGTERM (the parent kills the child as it unwinds), when the
-build's `InitGroup` stops, and when the parent dies (the child's request pipe closes).
+Modules past STOPPABLE_MAX_BYTES that Cranelift compiles are wizened in a child, whose code
+has no epoch checks (see `runtime`): such an init cannot be interrupted, only left spinning on
+its thread, and it ends with the child: at its time limit (the child's own `run_init` gives up,
+reports the error and exits), on Ctrl-C or SIGTERM (the parent kills the child as it unwinds),
+when the build's `InitGroup` stops, and when the parent dies (the child's request pipe closes).
 
 The child is a fresh interpreter (never a fork of one that may run wasmtime threads) started
 with the parent's `sys.path`, environment and working directory; it inherits the standard
 streams, so the guest reads and writes them as it would in the parent. It sends back each stage
-line, then the output bytes or the WizerError that ended the run. This module imports no
-wasmtime: the parent needs none to wait for a child.
+line, then the output bytes or the WizerError that ended the run. Waiting for a child needs no
+wasmtime in the parent; only deciding whether Winch could compile the module does.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from contextlib import nullcontext
 from typing import IO, Any, Final, NoReturn
 
 from ..errors import InitError, WizerError
+from ..options import WizenOptions
 from .interrupts import INIT_GROUP
 
 __all__ = ["STOPPABLE_MAX_BYTES", "Say", "in_child", "serve", "serving", "wizen_in_child"]
@@ -36,7 +37,8 @@ __all__ = ["STOPPABLE_MAX_BYTES", "Say", "in_child", "serve", "serving", "wizen_
 # cost more than they are worth: CPython's compile takes 4.7 s and 125 MiB more with them
 # (40.3 vs 45.0 s, 2,133 vs 2,258 MiB), and code with them runs loops 15-20 % slower (uap's
 # init: 329 vs 273 ms). Such modules are wizened in a child instead, whose start (~60 ms) is
-# small next to their compile.
+# small next to their compile
+# (Winch compiles them in the process: its code checks the epoch, and it is fast to compile).
 STOPPABLE_MAX_BYTES: Final = 1 << 20
 
 Say = Callable[[str], None]
@@ -59,10 +61,17 @@ def serving() -> bool:
     return _serving
 
 
-def in_child(wasm: bytes) -> bool:
-    """Whether `wasm` is wizened in a child: its code would have no epoch checks, and this
-    platform can hand a child the pipes (POSIX) and start the same interpreter."""
-    return len(wasm) > STOPPABLE_MAX_BYTES and os.name == "posix" and bool(sys.executable)
+def in_child(wasm: bytes, options: WizenOptions) -> bool:
+    """Whether `wasm` is wizened in a child: it is big, Cranelift would compile it (Winch's code
+    always checks the epoch, at little cost), and this platform can hand a child its pipes
+    (POSIX) and start the same interpreter."""
+    if len(wasm) <= STOPPABLE_MAX_BYTES or os.name != "posix" or not sys.executable:
+        return False
+    from ..wasm.parse import is_component
+    from .compile import winch_available, winch_validates  # wasmtime: only for big modules
+
+    winch = options.compiler != "cranelift" and winch_available() and not is_component(wasm)
+    return not (winch and winch_validates(options.features, wasm))
 
 
 def wizen_in_child(work: Work, args: tuple[Any, ...], say: Say) -> bytes:
