@@ -16,12 +16,9 @@ wasmtime in the parent; only deciding whether Winch could compile the module doe
 from __future__ import annotations
 
 import os
-import pickle
 import signal
-import subprocess
 import sys
 import threading
-import traceback
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import IO, Any, Final, NoReturn
@@ -29,6 +26,9 @@ from typing import IO, Any, Final, NoReturn
 from ..errors import InitError, WizerError
 from ..options import WizenOptions
 from .interrupts import INIT_GROUP
+
+# `pickle` and `subprocess` are imported where a child starts: a small module never needs them,
+# and they are a tenth of the CLI's import time above wasmtime's (benches/cli_overhead.py).
 
 __all__ = ["STOPPABLE_MAX_BYTES", "Say", "in_child", "serve", "serving", "wizen_in_child"]
 
@@ -78,6 +78,8 @@ def wizen_in_child(work: Work, args: tuple[Any, ...], say: Say) -> bytes:
     """`work(*args, say=say)` in a child process, waited for until it ends, Ctrl-C arrives or
     the build's `InitGroup` stops it. `work` must be a module-level function (it is pickled
     by name), its arguments plain values."""
+    import subprocess
+
     request_read, request_write = os.pipe()
     reply_read, reply_write = os.pipe()
     try:
@@ -107,6 +109,8 @@ def wizen_in_child(work: Work, args: tuple[Any, ...], say: Say) -> bytes:
 
 
 def _send(stream: IO[bytes], message: object) -> None:
+    import pickle
+
     try:
         pickle.dump(message, stream, protocol=pickle.HIGHEST_PROTOCOL)
         stream.flush()
@@ -116,6 +120,8 @@ def _send(stream: IO[bytes], message: object) -> None:
 
 def _answer(replies: IO[bytes], say: Say) -> bytes | None:
     """The child's output bytes, after passing on its stage lines; None if it sent none."""
+    import pickle
+
     while True:
         try:
             kind, value = pickle.load(replies)
@@ -139,6 +145,9 @@ def _ended(returncode: int) -> str:
 
 def serve(requests: IO[bytes], reply_fd: int) -> NoReturn:
     """The child's side: run the parent's request, send its lines and result, and exit."""
+    import pickle
+    import traceback
+
     global _serving
     _serving = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops this process itself
