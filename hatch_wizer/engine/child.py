@@ -36,9 +36,8 @@ __all__ = ["STOPPABLE_MAX_BYTES", "Say", "in_child", "serve", "serving", "wizen_
 # checks so that a time limit, Ctrl-C or a failing build can stop their init. Past it the checks
 # cost more than they are worth: CPython's compile takes 4.7 s and 125 MiB more with them
 # (40.3 vs 45.0 s, 2,133 vs 2,258 MiB), and code with them runs loops 15-20 % slower (uap's
-# init: 329 vs 273 ms). Such modules are wizened in a child instead, whose start (~60 ms) is
-# small next to their compile
-# (Winch compiles them in the process: its code checks the epoch, and it is fast to compile).
+# init: 329 vs 273 ms). Such modules are wizened in a child instead, whose start (~0.1 s) is
+# small next to their compile. Big modules that Winch compiles stay: its code checks the epoch.
 STOPPABLE_MAX_BYTES: Final = 1 << 20
 
 Say = Callable[[str], None]
