@@ -82,7 +82,7 @@ def wizen(
     if cache and (out := cache.load(key)) is not None:
         stage.say(f"{REUSED} from {cache.root} (see {option('cache')})")
         return out
-    out = _wizen(wasm, options, stage)
+    out = _wizen_here_or_in_child(wasm, options, stage)
     if cache:
         cache.store(key, out)
     return out
@@ -103,6 +103,22 @@ def precompile(
         out = compile_ahead(wasm, cache=(options or WizenOptions()).cache)
     stage.say(f"precompiled: needs wasmtime {out.wasmtime} on {out.target}, {out.cpu} CPU")
     return out
+
+
+def _wizen_here_or_in_child(wasm: bytes, options: WizenOptions, stage: _StageReporter) -> bytes:
+    """Big modules are wizened in a child process, where an init that outlives its time limit
+    or Ctrl-C ends with the process (see `engine/child.py`)."""
+    from .engine.child import in_child, wizen_in_child
+
+    if not in_child(wasm, options):
+        return _wizen(wasm, options, stage)
+    return wizen_in_child(_wizen_in_child, (bytes(wasm), options), stage.say)
+
+
+def _wizen_in_child(wasm: bytes, options: WizenOptions, *, say: Report) -> bytes:
+    """The child's side of `_wizen_here_or_in_child`: it sends its stage lines with their
+    option references intact, for the parent to name as its caller does."""
+    return _wizen(wasm, options, _StageReporter(say, names=option))
 
 
 def _wizen(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:

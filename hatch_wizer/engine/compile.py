@@ -16,6 +16,7 @@ __all__ = [
     "one_line",
     "uses_reference_types",
     "winch_available",
+    "winch_validates",
 ]
 
 
@@ -26,6 +27,16 @@ _NOT_IN_WINCH = ("relaxed_simd", "gc", "function_references", "exceptions", "tai
 
 def winch_available() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64")
+
+
+def winch_validates(features: Features, wasm: bytes) -> bool:
+    """Whether Winch can compile the module `wasm`: it uses no proposal Winch lacks."""
+    engine = wasmtime.Engine(engine_config(features, cache=False, stoppable=True, winch=True))
+    try:
+        api.validate_module(engine, wasm)
+    except wasmtime.WasmtimeError:
+        return False
+    return True
 
 
 def engine_config(

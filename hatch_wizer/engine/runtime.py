@@ -24,6 +24,7 @@ from ..files import read_module
 from ..module.instrumentation import INITIALIZE, ModuleContext
 from ..options import WizenOptions
 from . import wasmtime_api as api
+from .child import serving
 from .compile import engine_config, one_line, uses_reference_types, winch_available
 from .host import (
     define_wasi_host,
@@ -44,11 +45,6 @@ _T = TypeVar("_T")
 _UNKNOWN_IMPORT = re.compile(r"unknown import: `([^`]*)` has not been defined")
 # The most elements a table may declare (wasmparser's and the web engines' shared limit).
 MAX_TABLE_ELEMENTS = 10_000_000
-# Cranelift compiles modules (and components) up to this size with epoch checks, so that a
-# time limit, Ctrl-C or a failing build can stop their init. Past it the checks cost more than
-# they are worth: CPython's compile takes 4.7 s and 125 MiB more with them (40.3 vs 45.0 s,
-# 2,133 vs 2,258 MiB), and code with them runs loops 15-20 % slower (uap's init: 329 vs 273 ms).
-STOPPABLE_MAX_BYTES = 1 << 20
 
 
 def _backtrace(trap: wasmtime.Trap, code_moved: int) -> str:
@@ -108,8 +104,9 @@ class Runtime:
 
     def cranelift_for(self, wasm: bytes) -> wasmtime.Engine:
         """The Cranelift engine that compiles `wasm` (a module or component) for init; it
-        becomes `run_engine`. Past STOPPABLE_MAX_BYTES its code has no epoch checks."""
-        self.stoppable = len(wasm) <= STOPPABLE_MAX_BYTES
+        becomes `run_engine`. In a wizening child its code has no epoch checks: the child's
+        exit stops its init (see `child.STOPPABLE_MAX_BYTES`)."""
+        self.stoppable = not serving()
         engine = self.engine if self.stoppable else self._engine(winch=False, stoppable=False)
         self.run_engine, self.compiler = engine, "cranelift"
         return engine
@@ -213,9 +210,9 @@ class Runtime:
         """`run()` (instantiate and init) on a thread of its own, waited for until it ends, the
         time limit passes, Ctrl-C arrives or the build's `InitGroup` stops it.
 
-        A run that is given up on stops if its code checks the epoch. Big modules' code does
-        not (see STOPPABLE_MAX_BYTES): their run goes on, on its daemon thread, until the
-        process ends, which the CLI does at once and a failed build soon after. Waiting here,
+        A run that is given up on stops if its code checks the epoch. In a wizening child
+        (`child`) it does not: the run goes on, on its daemon thread, until the child exits,
+        right after reporting. Waiting here,
         the calling thread stays in Python, where Ctrl-C raises KeyboardInterrupt."""
         outcome: list[tuple[bool, Any]] = []
         wake = threading.Event()

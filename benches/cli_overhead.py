@@ -1,0 +1,72 @@
+"""The CLI's cold overhead on a small module, side by side with its floor, `import wasmtime`.
+
+    python -m benches.cli_overhead              # 15 rounds
+    python -m benches.cli_overhead --rounds 30 --imports
+
+Each round runs `python -c "import wasmtime"` and `hatch-wizer --no-cache small.wasm -o
+out.wasm` (the installed command) once, taking turns, and prints the fastest and the median of
+each and their difference (the target: at most 15 ms). `--imports` adds this package's modules
+by their fastest self time under `python -X importtime` over the rounds: on a loaded machine
+the fastest of many runs is the closest to the cost itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import wasmtime
+
+SMALL = """(module (memory (export "memory") 1) (global (export "g") (mut i32) (i32.const 0))
+  (func (export "wizer-initialize") (global.set 0 (i32.const 5))
+    (i32.store (i32.const 8) (i32.const 9))))"""
+_IMPORT = re.compile(r"import time:\s+(\d+) \|\s+\d+ \| +(\S+)")
+
+
+def _timed(cmd: list[str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return time.perf_counter() - start, result.stderr
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--imports", action="store_true", help="list our modules' import times")
+    args = parser.parse_args(argv)
+    cli = str(Path(sys.executable).parent / "hatch-wizer")
+    floor_cmd = [sys.executable, "-c", "import wasmtime"]
+    with tempfile.TemporaryDirectory(prefix="cli-overhead-") as tmp:
+        small = Path(tmp) / "small.wasm"
+        small.write_bytes(wasmtime.wat2wasm(SMALL))
+        cli_cmd = [cli, "--no-cache", "-q", str(small), "-o", str(Path(tmp) / "out.wasm")]
+        floor, ours = [], []
+        selfs: dict[str, int] = {}
+        for round_ in range(args.rounds):
+            pair = [(floor, floor_cmd), (ours, cli_cmd)]
+            for times, cmd in pair if round_ % 2 == 0 else pair[::-1]:
+                times.append(_timed(cmd)[0])
+            if args.imports:
+                stderr = _timed([sys.executable, "-X", "importtime", *cli_cmd])[1]
+                for us, name in _IMPORT.findall(stderr):
+                    selfs[name] = min(selfs.get(name, 1 << 62), int(us))
+    print(f"{'':28} fastest  median  (ms, {args.rounds} rounds)")
+    for label, times in (("python -c 'import wasmtime'", floor), ("hatch-wizer --no-cache", ours)):
+        print(f"{label:28} {min(times) * 1e3:7.1f} {statistics.median(times) * 1e3:7.1f}")
+    print(f"{'difference':28} {(min(ours) - min(floor)) * 1e3:7.1f} "
+          f"{(statistics.median(ours) - statistics.median(floor)) * 1e3:7.1f}")  # fmt: skip
+    if selfs:
+        mine = {n: us for n, us in selfs.items() if n.startswith("hatch_wizer")}
+        print(f"\nour modules' fastest self import times: {sum(mine.values()) / 1e3:.1f} ms in all")
+        for name, us in sorted(mine.items(), key=lambda item: -item[1]):
+            print(f"  {us / 1e3:6.2f} ms  {name}")
+
+
+if __name__ == "__main__":
+    main()
