@@ -171,6 +171,9 @@ class Runtime:
     ) -> WasmtimeState:
         store = wasmtime.Store(self.run_engine)
         store.set_epoch_deadline(1)
+        if self._rival is not None and self._rival.won:
+            # Ready before this deadline was set: its epoch tick cannot stop the trial.
+            raise Overtaken
         # table.grow past what a module may declare fails (returns -1), as the spec allows,
         # instead of filling the build machine's memory with a table no snapshot can hold.
         store.set_limits(table_elements=MAX_TABLE_ELEMENTS)
