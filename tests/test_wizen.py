@@ -8,7 +8,7 @@ import pytest
 import wasmtime
 
 from hatch_wizer import Preload, WizenOptions, WizerError, wizen
-from hatch_wizer.errors import InitError, InvalidModule, UnsupportedModule
+from hatch_wizer.errors import ConfigError, InitError, InvalidModule, UnsupportedModule
 from hatch_wizer.wasm.parse import parse_module
 from tests.harness import assert_same_behaviour, observe, trap_unknown_imports, wasm_of
 
@@ -225,6 +225,17 @@ def test_preloads_provide_imports(tmp_path: pytest.TempPathFactory) -> None:
     trap_unknown_imports(linker, wasmtime.Module(engine, out))
     instance = linker.instantiate(store, wasmtime.Module(engine, out))
     assert instance.exports(store)["g"].value(store) == 42
+
+
+@pytest.mark.parametrize("names", [("helper", "helper"), ("wasi_snapshot_preview1",)])
+def test_a_preload_whose_names_are_taken_is_one_error(tmp_path: Any, names: tuple[str]) -> None:
+    path = tmp_path / "helper.wat"
+    path.write_text('(module (func (export "fd_write")))')
+    preloads = tuple(Preload(name, path) for name in names)
+    options = WizenOptions(preloads=preloads, allow_wasi=True, cache=False)
+    wasm = wasm_of('(module (func (export "wizer-initialize")))')
+    with pytest.raises(ConfigError, match=f"^preload `{names[0]}` .*fd_write` defined twice$"):
+        wizen(wasm, options)
 
 
 def test_same_input_gives_same_bytes() -> None:

@@ -304,7 +304,12 @@ class Runtime:
                 ) from None
             what = f"instantiating preload `{preload.name}`"
             instance = self._call(what, partial(linker.instantiate, store, module))
-            linker.define_instance(store, preload.name, instance)
+            try:
+                linker.define_instance(store, preload.name, instance)
+            except wasmtime.WasmtimeError as e:  # a name WASI or an earlier preload took
+                raise ConfigError(
+                    f"preload `{preload.name}` ({preload.path}): {one_line(e)}"
+                ) from None
 
 
 def _wait(event: threading.Event, timeout: float | None) -> bool:
