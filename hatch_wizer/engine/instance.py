@@ -23,10 +23,17 @@ __all__ = ["WasmtimeState"]
 
 
 # Linux frees a private mapping's pages at once on MADV_DONTNEED (later reads give zeros).
+# Elsewhere pages are not released (and `CDLL(None)`, the C library, may not even load).
 _MADV_DONTNEED = getattr(mmap, "MADV_DONTNEED", None) if platform.system() == "Linux" else None
-_madvise = ctypes.CDLL(None).madvise
-_madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-_madvise.restype = ctypes.c_int
+if _MADV_DONTNEED is not None:
+    _madvise = ctypes.CDLL(None).madvise
+    _madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    _madvise.restype = ctypes.c_int
+
+
+def _address(store: wasmtime.Store, memory: wasmtime.Memory) -> int:
+    """Where the memory's bytes start now (growing it may move them)."""
+    return ctypes.cast(memory.data_ptr(store), ctypes.c_void_p).value or 0
 
 
 class WasmtimeState:
@@ -61,7 +68,7 @@ class WasmtimeState:
     def memory(self, name: str) -> memoryview:
         memory = self.export(name)
         size = memory.data_len(self.store)
-        address = ctypes.cast(memory.data_ptr(self.store), ctypes.c_void_p).value or 0
+        address = _address(self.store, memory)
         return memoryview((ctypes.c_ubyte * size).from_address(address)).cast("B")
 
     def table(self, name: str) -> TableState:
@@ -79,7 +86,7 @@ class WasmtimeState:
         """Raw bits of numeric globals, stored to the scratch memory by one added function."""
         self.call(dump)
         scratch = self.export(self.context.scratch or "")
-        address = ctypes.cast(scratch.data_ptr(self.store), ctypes.c_void_p).value or 0
+        address = _address(self.store, scratch)
         raw = ctypes.string_at(address, GLOBAL_SLOT * len(globals_))
         size = {"i32": 4, "f32": 4, "i64": 8, "f64": 8, "v128": 16}
         return {
@@ -91,7 +98,7 @@ class WasmtimeState:
         """Non-zero runs of `[start, end)`, found by the module's added scanner function."""
         count = self.export(scanner)(self.store, start, end, split)
         scratch = self.export(self.context.scratch or "")
-        address = ctypes.cast(scratch.data_ptr(self.store), ctypes.c_void_p).value or 0
+        address = _address(self.store, scratch)
         raw = (ctypes.c_char * (16 * count)).from_address(address)
         bounds = iter(memoryview(raw).cast("B").cast("q").tolist())
         return list(zip(bounds, bounds))
@@ -110,7 +117,7 @@ class WasmtimeState:
             scratch.grow(self.store, -(-(needed - have) // 65536))
         scratch.write(self.store, pairs, 0)
         end = self.export(encoder)(self.store, len(runs), len(pairs))
-        address = ctypes.cast(scratch.data_ptr(self.store), ctypes.c_void_p).value or 0
+        address = _address(self.store, scratch)
         size: int = end - len(pairs)
         encoded = (ctypes.c_ubyte * size).from_address(address + len(pairs))
         out[:size] = memoryview(encoded).cast("B")
@@ -121,10 +128,10 @@ class WasmtimeState:
         the snapshot has copied them. The instance reads zeros (or its initial image) there
         afterwards."""
         memory = self.export(name)
-        base = ctypes.cast(memory.data_ptr(self.store), ctypes.c_void_p).value or 0
+        base = _address(self.store, memory)
         first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
         stop = min(end, memory.data_len(self.store)) // mmap.PAGESIZE * mmap.PAGESIZE
-        if base % mmap.PAGESIZE == 0 and stop > first and _MADV_DONTNEED is not None:
+        if _MADV_DONTNEED is not None and base % mmap.PAGESIZE == 0 and stop > first:
             _madvise(base + first, stop - first, _MADV_DONTNEED)
 
     def segment_dropped(self, probe: str) -> bool:
