@@ -1,4 +1,4 @@
-"""Run an instrumented module's initialization on wasmtime: the only module that imports it.
+"""Run an instrumented module's initialization on wasmtime, with a time limit.
 
 Type information always comes from our own parser: asking wasmtime about a v128 type aborts
 the process (see the wasmtime-py probe notes), so nothing here touches `ValType`.
@@ -215,8 +215,8 @@ class Runtime:
 
         A run that is given up on stops if its code checks the epoch. In a wizening child
         (`child`) it does not: the run goes on, on its daemon thread, until the child exits,
-        right after reporting. Waiting here,
-        the calling thread stays in Python, where Ctrl-C raises KeyboardInterrupt."""
+        right after reporting. Waiting here, the calling thread stays in Python, where Ctrl-C
+        raises KeyboardInterrupt."""
         outcome: list[tuple[bool, Any]] = []
         wake = threading.Event()
 
