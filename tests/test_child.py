@@ -178,6 +178,18 @@ def test_a_child_that_dies_is_a_one_line_error() -> None:
         child.wizen_in_child(_die, (), print)
 
 
+def _die_of_a_real_time_signal(*, say: child.Say) -> bytes:
+    signal.signal(signal.SIGRTMIN + 6, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGRTMIN + 6)
+    raise AssertionError("not reached")
+
+
+def test_a_child_killed_by_a_signal_without_a_name_is_a_one_line_error() -> None:
+    number = signal.SIGRTMIN + 6
+    with pytest.raises(InitError, match=rf"^the process that ran init was killed by signal {number}$"):
+        child.wizen_in_child(_die_of_a_real_time_signal, (), print)
+
+
 def test_a_cached_result_starts_no_child(monkeypatch: pytest.MonkeyPatch) -> None:
     cached = WizenOptions(allow_wasi=True, compiler="cranelift", reproducible=True)
     out = wizen(BIG, cached)

@@ -136,7 +136,10 @@ def _answer(replies: IO[bytes], say: Say) -> bytes | None:
 
 def _ended(returncode: int) -> str:
     if returncode < 0:
-        name = signal.Signals(-returncode).name
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:  # a real-time signal past SIGRTMIN has no name of its own
+            name = f"signal {-returncode}"
         hint = " (out of memory?)" if returncode == -signal.SIGKILL else ""
         return f"was killed by {name}{hint}"
     return f"ended with exit status {returncode} and no result"
