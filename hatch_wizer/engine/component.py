@@ -106,7 +106,7 @@ class ComponentRuntime:
             self._stub_imports(linker, component, lambda name: not name.startswith("wasi:"))
         else:
             linker.define_unknown_imports_as_traps(component)
-        call = self.runtime._call
+        call = self.runtime.call
 
         def run() -> Session:
             instance = call(
@@ -205,7 +205,7 @@ class AccessorState:
         func = session.instance.get_func(session.store, export)
         if func is None:  # pragma: no cover - the instrumentation exported it
             raise InitError(f"the instrumented component lacks `{export}`")
-        result = session.runtime._call(
+        result = session.runtime.call(
             f"reading the state of {self.where}", lambda: func(session.store, *args)
         )
         func.post_return(session.store)

@@ -194,17 +194,17 @@ class Runtime:
                 api.define_unknown_imports_as_default_values(linker, store, module)
             else:
                 reject_unprovided("the module", unprovided_imports(store, linker, module))
-            instance = self._call(
+            instance = self.call(
                 "instantiating the module", lambda: linker.instantiate(store, module)
             )
             state = WasmtimeState(store, instance, context)
             state.wasi = host
             moved = context.code_moved
             if context.start is not None:
-                self._call("the start function", partial(state.call, context.start), moved)
+                self.call("the start function", partial(state.call, context.start), moved)
             if context.call_initialize:
-                self._call(f"`{INITIALIZE}`", partial(state.call, INITIALIZE), moved)
-            self._call(f"`{context.init_func}`", partial(state.call, context.init_func), moved)
+                self.call(f"`{INITIALIZE}`", partial(state.call, INITIALIZE), moved)
+            self.call(f"`{context.init_func}`", partial(state.call, context.init_func), moved)
             return state
 
         return self.run_init(run)
@@ -259,7 +259,7 @@ class Runtime:
             self.run_engine.increment_epoch()
             worker.join(timeout=5)
 
-    def _call(self, what: str, run: Callable[[], Any], code_moved: int = 0) -> Any:
+    def call(self, what: str, run: Callable[[], Any], code_moved: int = 0) -> Any:
         """`run()`, with wasmtime's failures as one-line errors; frames of the instrumented
         module show offsets in the input (see `ModuleContext.code_moved`)."""
         self._running = what
@@ -303,7 +303,7 @@ class Runtime:
                     f"preload `{preload.name}` ({preload.path}): {one_line(e)}"
                 ) from None
             what = f"instantiating preload `{preload.name}`"
-            instance = self._call(what, partial(linker.instantiate, store, module))
+            instance = self.call(what, partial(linker.instantiate, store, module))
             try:
                 linker.define_instance(store, preload.name, instance)
             except wasmtime.WasmtimeError as e:  # a name WASI or an earlier preload took
