@@ -17,7 +17,7 @@ import wasmtime
 from hatch_wizer import WizenOptions, wizen
 from hatch_wizer.engine import child
 from hatch_wizer.engine.compile import winch_available
-from hatch_wizer.errors import InitError
+from hatch_wizer.errors import InitError, InvalidModule
 from tests.harness import assert_same_behaviour, wasm_of
 from tests.test_safety import BIG_LOOP_WAT
 
@@ -52,6 +52,14 @@ def test_a_big_module_goes_to_a_child_and_a_small_one_does_not() -> None:
     assert not child.in_child(wasm_of('(module (func (export "wizer-initialize")))'), OPTIONS)
     # Winch's code checks the epoch: a big module it compiles stays in the process.
     assert not child.in_child(BIG, replace(OPTIONS, compiler="auto")) or not winch_available()
+
+
+def test_big_bytes_that_are_not_wasm_fail_in_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    garbage = b"PK\x03\x04" + bytes(child.STOPPABLE_MAX_BYTES)
+    assert not child.in_child(garbage, OPTIONS)
+    monkeypatch.setattr(child, "wizen_in_child", None)  # calling it would fail
+    with pytest.raises(InvalidModule, match=r"^not a WebAssembly module"):
+        wizen(garbage, OPTIONS)
 
 
 def test_the_output_is_the_same_as_in_the_process(

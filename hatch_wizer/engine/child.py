@@ -61,12 +61,16 @@ def serving() -> bool:
 
 
 def in_child(wasm: bytes, options: WizenOptions) -> bool:
-    """Whether `wasm` is wizened in a child: it is big, Cranelift would compile it (Winch's code
-    always checks the epoch, at little cost), and this platform can hand a child its pipes
-    (POSIX) and start the same interpreter."""
-    if len(wasm) <= STOPPABLE_MAX_BYTES or os.name != "posix" or not sys.executable:
+    """Whether `wasm` is wizened in a child: it is big, WebAssembly (other bytes fail at once,
+    in the process), Cranelift would compile it (Winch's code always checks the epoch, at
+    little cost), and this platform can hand a child its pipes (POSIX) and start the same
+    interpreter."""
+    from ..wasm.parse import MAGIC, is_component
+
+    if len(wasm) <= STOPPABLE_MAX_BYTES or wasm[:4] != MAGIC:
         return False
-    from ..wasm.parse import is_component
+    if os.name != "posix" or not sys.executable:
+        return False
     from .compile import winch_available, winch_validates  # wasmtime: only for big modules
 
     winch = options.compiler != "cranelift" and winch_available() and not is_component(wasm)
