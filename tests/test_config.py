@@ -190,6 +190,9 @@ def test_read_pyproject_reports_bad_toml(tmp_path: Path) -> None:
         read_pyproject(tmp_path)
     with pytest.raises(ConfigError, match="no such file"):
         read_pyproject(tmp_path / "missing")
+    (tmp_path / "pyproject.toml").write_bytes(b'[tool.wizer]\nmodules = ["\xff"]\n')
+    with pytest.raises(ConfigError, match=r"pyproject\.toml: not UTF-8 text \(byte 25\)"):
+        read_pyproject(tmp_path)
 
 
 @pytest.mark.parametrize(

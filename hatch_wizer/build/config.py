@@ -117,6 +117,8 @@ def read_pyproject(root: Path) -> dict[str, object]:
         raise ConfigError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from e
+    except UnicodeDecodeError as e:  # TOML is UTF-8; tomllib decodes before it parses
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
     return data
 
 
