@@ -292,8 +292,7 @@ def _apply(
         if field.startswith("features."):
             features[field.removeprefix("features.")] = _bool(value, at)
         elif key in _CONVERTERS:
-            field, converted = _CONVERTERS[key](value, at, root)
-            changes[field] = converted
+            changes[field] = _CONVERTERS[key](value, at, root)
         else:
             changes[field] = _bool(value, at)
     if features:
@@ -301,23 +300,22 @@ def _apply(
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
-def _conv_init_func(value: object, at: str, root: Path) -> tuple[str, object]:
+def _conv_init_func(value: object, at: str, root: Path) -> object:
     name = _string(value, at)
     if not name:
         raise ConfigError(f"{at} must not be empty")
-    return "init_func", name
+    return name
 
 
-def _conv_renames(value: object, at: str, root: Path) -> tuple[str, object]:
-    pairs = _string_table(value, at, 'a table of dst = "src" strings')
-    return "renames", tuple(pairs.items())
+def _conv_renames(value: object, at: str, root: Path) -> object:
+    return tuple(_string_table(value, at, 'a table of dst = "src" strings').items())
 
 
-def _conv_env(value: object, at: str, root: Path) -> tuple[str, object]:
-    return "env", tuple(_string_table(value, at, "a table of strings").items())
+def _conv_env(value: object, at: str, root: Path) -> object:
+    return tuple(_string_table(value, at, "a table of strings").items())
 
 
-def _conv_preopens(value: object, at: str, root: Path) -> tuple[str, object]:
+def _conv_preopens(value: object, at: str, root: Path) -> object:
     preopens: list[Preopen] = []
     for guest, spec in _table(value, at).items():
         where = f"{at}.{_key_repr(guest)}"
@@ -334,11 +332,11 @@ def _conv_preopens(value: object, at: str, root: Path) -> tuple[str, object]:
         host = _host_dir(_string(table["path"], f"{where}.path"), f"{where}.path", root, outside)
         writable = _bool(table.get("writable", False), f"{where}.writable")
         preopens.append(Preopen(guest, host, writable))
-    return "preopens", tuple(preopens)
+    return tuple(preopens)
 
 
-def _conv_wasi_cwd(value: object, at: str, root: Path) -> tuple[str, object]:
-    return "wasi_cwd", _string(value, at)
+def _conv_wasi_cwd(value: object, at: str, root: Path) -> object:
+    return _string(value, at)
 
 
 def _choice(value: object, at: str, values: tuple[str, ...]) -> str:
@@ -349,37 +347,39 @@ def _choice(value: object, at: str, values: tuple[str, ...]) -> str:
     return text
 
 
-def _choice_converter(field: str, values: tuple[str, ...]) -> _Converter:
+def _choice_converter(values: tuple[str, ...]) -> _Converter:
     """A key whose value is one of `values`."""
-    return lambda value, at, root: (field, _choice(value, at, values))
+    return lambda value, at, root: _choice(value, at, values)
 
 
-def _conv_preload(value: object, at: str, root: Path) -> tuple[str, object]:
+def _conv_preload(value: object, at: str, root: Path) -> object:
     table = _string_table(value, at, 'a table of name = "path/to/module.wasm" strings')
-    return "preloads", tuple(Preload(name, root / path) for name, path in table.items())
+    return tuple(Preload(name, root / path) for name, path in table.items())
 
 
-def _conv_max_segments(value: object, at: str, root: Path) -> tuple[str, object]:
+def _conv_max_segments(value: object, at: str, root: Path) -> object:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ConfigError(f"{at} must be an integer")
     if not segment_count_in_range(value):
         raise ConfigError(f"{at} must be between 1 and {MAX_DATA_SEGMENTS} (the engines' limit)")
-    return "max_data_segments", value
+    return value
 
 
-def _conv_timeout(value: object, at: str, root: Path) -> tuple[str, object]:
+def _conv_timeout(value: object, at: str, root: Path) -> object:
     if value is False:
-        return "init_timeout", None
+        return None
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
         or not init_timeout_in_range(value)  # also nan and inf, which TOML allows
     ):
         raise ConfigError(f"{at} must be a positive number of seconds, or false for no limit")
-    return "init_timeout", float(value)
+    return float(value)
 
 
-_Converter = Callable[[object, str, Path], tuple[str, object]]
+# A key's value from its TOML value (`at` names the key, `root` the project); the field it
+# sets is the key's row in names.OPTIONS.
+_Converter = Callable[[object, str, Path], object]
 _CONVERTERS: Final[Mapping[str, _Converter]] = {
     "init-func": _conv_init_func,
     "renames": _conv_renames,
@@ -389,9 +389,9 @@ _CONVERTERS: Final[Mapping[str, _Converter]] = {
     "max-data-segments": _conv_max_segments,
     "init-timeout": _conv_timeout,
     "wasi-cwd": _conv_wasi_cwd,
-    "unknown-imports": _choice_converter("unknown_imports", UNKNOWN_IMPORT_POLICIES),
-    "compiler": _choice_converter("compiler", ("auto", "cranelift", "winch")),
-    "opt-level": _choice_converter("opt_level", OPT_LEVELS),
+    "unknown-imports": _choice_converter(UNKNOWN_IMPORT_POLICIES),
+    "compiler": _choice_converter(("auto", "cranelift", "winch")),
+    "opt-level": _choice_converter(OPT_LEVELS),
 }
 
 
