@@ -10,6 +10,7 @@ from typing import Final
 from .errors import ConfigError
 
 __all__ = [
+    "COMPILERS",
     "DEFAULT_INIT_FUNC",
     "LEGACY_INIT_FUNC",
     "MAX_DATA_SEGMENTS",
@@ -45,6 +46,8 @@ def segment_count_in_range(count: int) -> bool:
 UNKNOWN_IMPORT_POLICIES = ("trap", "reject", "default")
 # Cranelift's optimization levels, as `wasmtime -O opt-level` names them.
 OPT_LEVELS = ("0", "1", "2", "s")
+# The init run's compiler choices (see `WizenOptions.compiler`).
+COMPILERS = ("auto", "cranelift", "winch")
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,10 @@ class WizenOptions:
             raise ConfigError(
                 f"unknown_imports must be one of {', '.join(UNKNOWN_IMPORT_POLICIES)}, "
                 f"not {self.unknown_imports!r}"
+            )
+        if self.compiler not in COMPILERS:
+            raise ConfigError(
+                f"compiler must be one of {', '.join(COMPILERS)}, not {self.compiler!r}"
             )
         if self.opt_level is not None and self.opt_level not in OPT_LEVELS:
             raise ConfigError(

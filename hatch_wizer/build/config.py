@@ -18,6 +18,7 @@ from typing import Final
 from ..errors import ConfigError
 from ..names import OPTIONS
 from ..options import (
+    COMPILERS,
     MAX_DATA_SEGMENTS,
     OPT_LEVELS,
     UNKNOWN_IMPORT_POLICIES,
@@ -390,7 +391,7 @@ _CONVERTERS: Final[Mapping[str, _Converter]] = {
     "init-timeout": _conv_timeout,
     "wasi-cwd": _conv_wasi_cwd,
     "unknown-imports": _choice_converter(UNKNOWN_IMPORT_POLICIES),
-    "compiler": _choice_converter(("auto", "cranelift", "winch")),
+    "compiler": _choice_converter(COMPILERS),
     "opt-level": _choice_converter(OPT_LEVELS),
 }
 

@@ -20,6 +20,7 @@ from typing import Any, Final, TypeVar
 
 from ..errors import UsageError
 from ..options import (
+    COMPILERS,
     DEFAULT_INIT_FUNC,
     MAX_DATA_SEGMENTS,
     OPT_LEVELS,
@@ -315,8 +316,8 @@ WIZER_FLAGS: Final[tuple[Flag, ...]] = (
         "compiler for the init run (default auto: Winch where it can, else unoptimized "
         "Cranelift; a long init of a small module runs again on optimized Cranelift code once "
         "that is ready; cranelift: optimized)",
-        "{auto,cranelift,winch}",
-        choices=("auto", "cranelift", "winch"),
+        "{" + ",".join(COMPILERS) + "}",
+        choices=COMPILERS,
     ),
     _switch(
         ("--precompile",),
