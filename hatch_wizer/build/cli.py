@@ -209,7 +209,7 @@ def _read_input(path: str, name: str) -> bytes:
         with open(path, "rb") as f:
             return read_module(f, _check_start)
     except WizerError as e:
-        raise type(e)(f"{name}: {e}") from None
+        raise e.about(name) from None
     except OSError as e:
         raise WizerError(f"cannot read {name}: {e.strerror}") from None
 
