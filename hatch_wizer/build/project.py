@@ -22,21 +22,17 @@ from dataclasses import replace
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from ..cache import result_key
 from ..cache.key import file_hash
-from ..core import REUSED
+from ..core import REUSED, precompile, wizen
 from ..engine.interrupts import INIT_GROUP, InitGroup
 from ..errors import ConfigError, WizerError
 from ..files import CWASM_SUFFIX, read_module, write_atomically, write_output
-from ..options import WizenOptions
 from .config import ModuleFile, find_modules, load_config, read_pyproject
 from .flags import Change, add_option_flags, apply, normalize_bool_flags
 from .summary import Result, describe
-
-if TYPE_CHECKING:
-    from ..engine.precompile import Precompiled
 
 __all__ = [
     "EDITABLE_HINT",
@@ -72,8 +68,7 @@ ModuleReporter = Callable[[ModuleFile, str], None]
 
 
 def _engine() -> Callable[..., bytes]:
-    from ..core import wizen  # lazy: the engine imports wasmtime
-
+    """`core.wizen`, through a seam the tests replace (core loads the engine when called)."""
     return wizen
 
 
@@ -93,17 +88,11 @@ def wizen_module(module: ModuleFile, report: Reporter | None = None) -> tuple[by
     start = time.perf_counter()
     try:
         out = _engine()(data, options, report=say, names=module.spec.key_path)
-        cwasm = _precompile(out, options, report) if options.precompile else None
+        cwasm = precompile(out, options, report=report) if options.precompile else None
     except WizerError as e:
         raise e.about(module.name, module.spec.key_path) from None
     elapsed = time.perf_counter() - start
     return out, Result(module.name, len(data), len(out), elapsed, reused, cwasm)
-
-
-def _precompile(wasm: bytes, options: WizenOptions, report: Reporter | None) -> Precompiled:
-    from ..core import precompile  # lazy, like the engine
-
-    return precompile(wasm, options, report=report)
 
 
 def cwasm_name(name: str) -> str:
@@ -391,7 +380,6 @@ def _overridden(modules: list[ModuleFile], changes: list[Change] | None) -> list
     return [
         replace(m, spec=replace(m.spec, options=apply(m.spec.options, changes))) for m in modules
     ]
-
 
 
 def _stamp(out_dir: Path, module: ModuleFile) -> Path:
