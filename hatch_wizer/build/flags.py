@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from ..errors import UsageError
+from ..names import OPTIONS
 from ..options import (
     COMPILERS,
     DEFAULT_INIT_FUNC,
@@ -200,10 +201,7 @@ _PROPOSALS: Final = tuple(
     "features." + f.name for f in fields(Features) if f.name != "relaxed_simd_deterministic"
 )
 _FEATURE_FLAGS: Final = tuple(
-    _bool_flag(
-        ("--wasm-" + name.removeprefix("features.").replace("_", "-"),), name, argparse.SUPPRESS
-    )
-    for name in _PROPOSALS
+    _bool_flag((OPTIONS[name].flag,), name, argparse.SUPPRESS) for name in _PROPOSALS
 )
 
 WIZER_FLAGS: Final[tuple[Flag, ...]] = (
@@ -415,11 +413,14 @@ def _policy_key(help: str, on: str) -> Key:
     return Key(changes, help)
 
 
+def _proposal_key(field: str) -> str:
+    """A proposal's `-W` key: its `--wasm-` flag's name (`simd`, `tail-call`)."""
+    return OPTIONS[field].flag.removeprefix("--wasm-")
+
+
 WASM_KEYS: Final[Mapping[str, Key]] = {
     **{
-        name.removeprefix("features.").replace("_", "-"): _bool_key(
-            f"the {name.removeprefix('features.').replace('_', '-')} proposal", name
-        )
+        _proposal_key(name): _bool_key(f"the {_proposal_key(name)} proposal", name)
         for name in _PROPOSALS
     },
     "relaxed-simd-deterministic": _bool_key(
