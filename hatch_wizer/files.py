@@ -17,6 +17,7 @@ from .errors import InvalidModule, WizerError
 __all__ = [
     "CWASM_SUFFIX",
     "MAX_MODULE_BYTES",
+    "create_beside",
     "read_module",
     "same_file",
     "write_atomically",
@@ -114,7 +115,7 @@ def write_atomically(path: Path, data: bytes) -> None:
     an existing file's, else 0666 less the umask (mkstemp's 0600 would surprise, say, a web
     server serving the output)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_beside(path)
+    fd, tmp = create_beside(path)
     try:
         with contextlib.suppress(FileNotFoundError):
             tmp.chmod(stat.S_IMODE(path.stat().st_mode))
@@ -127,12 +128,12 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def _create_beside(path: Path) -> tuple[int, Path]:
-    """A new file named like `.NAME.RANDOM.tmp` next to `path`, created with mode 0666 so
-    that the umask applies."""
+def create_beside(path: Path, mode: int = 0o666) -> tuple[int, Path]:
+    """A new file named like `.NAME.RANDOM.tmp` next to `path`, open for writing, created
+    with `mode` less the umask (O_EXCL: never an existing file, nor the target of a link)."""
     while True:
         tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
         try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), tmp
         except FileExistsError:
             continue

@@ -25,6 +25,7 @@ from typing import Final
 
 from ..engine.inputs import init_may_read_stdin
 from ..errors import option
+from ..files import create_beside
 from ..options import WizenOptions
 
 __all__ = ["SIZE_LIMIT", "ResultCache"]
@@ -36,7 +37,6 @@ _FORMAT: Final = "hatch-wizer result"
 _MAX_INDEX: Final = 512
 # Entries open without following a link, or waiting for a writer should one be a fifo.
 _OPEN_ENTRY: Final = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-_CREATE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 # Permission bits that let others change a file or replace a directory's entries.
 _OTHERS_WRITE: Final = stat.S_IWGRP | stat.S_IWOTH
 
@@ -183,13 +183,7 @@ def _parse_index(line: bytes, key: str) -> tuple[int, str]:
 def _write_private(path: Path, *parts: bytes) -> None:
     """Write `parts` to a new 0600 file beside `path`, then rename it over `path`: a reader
     sees the old entry or the whole new one."""
-    while True:
-        tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
-        try:
-            fd = os.open(tmp, _CREATE, 0o600)
-            break
-        except FileExistsError:
-            continue
+    fd, tmp = create_beside(path, 0o600)
     try:
         with open(fd, "wb") as f:
             for part in parts:
