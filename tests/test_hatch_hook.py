@@ -242,3 +242,21 @@ def test_importing_the_entry_points_does_not_load_the_engine() -> None:
         "assert 'wasmtime' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_file_that_cannot_be_written_is_one_line(
+    tmp_path: Path, engine: FakeEngine, capfd: pytest.CaptureFixture[str]
+) -> None:
+    hooks = (
+        '[tool.hatch.build]\ndev-mode-dirs = ["src"]\n[tool.hatch.build.targets.wheel.hooks.wizer]'
+        '\neditable = "in-place"'
+    )
+    root = make_project(tmp_path, hooks)
+    (root / ".wizer").write_text("")  # where --in-place keeps the originals: not a directory
+    with pytest.raises(SystemExit) as e:
+        build(root, version="editable")
+    assert e.value.code == 1
+    err = capfd.readouterr().err
+    assert err.startswith("hatch-wizer: error: ") and err.count("\n") == 1, err
+    assert ".wizer" in err
+    assert (root / "src/pkg/mod.wasm").read_bytes() == ORIGINAL

@@ -39,7 +39,7 @@ class WizerBuildHook(BuildHookInterface[BuilderConfig]):
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         try:
             self._initialize(version, build_data)
-        except WizerError as e:
+        except (WizerError, OSError) as e:  # OSError: an output or a kept original not written
             self.app.abort(f"hatch-wizer: error: {e}")
 
     def _initialize(self, version: str, build_data: dict[str, Any]) -> None:
