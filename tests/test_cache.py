@@ -104,6 +104,18 @@ def test_an_unusable_cache_directory_is_a_miss_not_an_error(
     assert ran_init(lines)
 
 
+def test_no_home_directory_is_a_miss_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    for name in ("HATCH_WIZER_CACHE_DIR", "XDG_CACHE_HOME", "HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(Path, "home", no_home)
+    out, lines = wizen_logged(wasm_of(WAT), WizenOptions())
+    assert out == wizen(wasm_of(WAT), WizenOptions(cache=False))
+    assert ran_init(lines)
+
+
 def finish_cache_writes() -> None:
     for thread in threading.enumerate():
         if thread.name.startswith("hatch-wizer cache write"):

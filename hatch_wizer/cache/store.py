@@ -78,6 +78,8 @@ class ResultCache:
             )
             return None
         root = _default_root()
+        if root is None:  # no home directory to hold it: a miss
+            return None
         try:
             refusal = _private_dirs(root)
         except OSError:  # no usable directory: a miss
@@ -226,9 +228,14 @@ def _writer_name(key: str) -> str:
     return f"hatch-wizer cache write {key}"
 
 
-def _default_root() -> Path:
+def _default_root() -> Path | None:
     explicit = os.environ.get("HATCH_WIZER_CACHE_DIR")
     if explicit:
         return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except RuntimeError:  # no $HOME, and a uid without a passwd entry (a container's)
+            return None
     return Path(base) / "hatch-wizer"
