@@ -110,9 +110,10 @@ def _wizen_here_or_in_child(wasm: bytes, options: WizenOptions, stage: _StageRep
     or Ctrl-C ends with the process (see `engine/child.py`)."""
     from .engine.child import in_child, wizen_in_child
 
+    wasm = bytes(wasm)  # a caller's bytearray or memoryview: copied once, not at each stage
     if not in_child(wasm, options):
         return _wizen(wasm, options, stage)
-    return wizen_in_child(_wizen_in_child, (bytes(wasm), options), stage.say)
+    return wizen_in_child(_wizen_in_child, (wasm, options), stage.say)
 
 
 def _wizen_in_child(wasm: bytes, options: WizenOptions, *, say: Report) -> bytes:
@@ -127,12 +128,12 @@ def _wizen(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
     from .wasm.parse import check_header, is_component, parse_module
 
     if is_component(wasm):
-        return _wizen_component(bytes(wasm), options, stage)
+        return _wizen_component(wasm, options, stage)
     check_header(wasm)
     runtime = Runtime(options)
     with stage("validate"):
-        runtime.validate(bytes(wasm))
-        module = parse_module(bytes(wasm))
+        runtime.validate(wasm)
+        module = parse_module(wasm)
         context, instrumented = instrument_module(module, options, export_globals=False)
     for note in context.notes:
         stage.say(note)
