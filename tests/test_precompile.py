@@ -131,6 +131,11 @@ def test_precompile_needs_an_output_file(
     (tmp_path / "mod.wat").write_text(WAT)
     assert main([str(tmp_path / "mod.wat"), "--precompile"]) == 2
     assert "--precompile needs -o FILE" in capsys.readouterr().err
+    assert main([str(tmp_path / "mod.wat"), "--precompile", "-o", "."]) == 2
+    assert "--precompile needs -o FILE" in capsys.readouterr().err
+    # A directory without --precompile: one line about the write, not a ValueError.
+    assert main([str(tmp_path / "mod.wat"), "-o", "."]) == 1
+    assert capsys.readouterr().err.endswith("cannot write the module to .: Is a directory\n")
 
 
 def test_importing_load_module_loads_no_build_machinery() -> None:

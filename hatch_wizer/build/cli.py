@@ -164,9 +164,10 @@ def run(argv: Sequence[str], closed: Collection[int] = ()) -> int:
 
     if args.input != "-" and not to_stdout and same_file(Path(args.input), Path(args.output)):
         raise UsageError(f"the output {args.output} would overwrite the input; inputs are kept")
-    cwasm = Path(args.output).with_suffix(CWASM_SUFFIX)
-    if options.precompile and to_stdout:
+    output = Path(args.output)
+    if options.precompile and (to_stdout or not output.name):  # `-o .`: no name to take a suffix
         raise UsageError("--precompile needs -o FILE: the .cwasm is written beside it")
+    cwasm = output.with_suffix(CWASM_SUFFIX) if output.name else output
     if options.precompile and args.input != "-" and same_file(Path(args.input), cwasm):
         raise UsageError(f"the output {cwasm} would overwrite the input; inputs are kept")
     if to_stdout and 1 in closed:
@@ -187,7 +188,7 @@ def run(argv: Sequence[str], closed: Collection[int] = ()) -> int:
             out = wizen(wasm, options, report=report)
             precompiled = precompile(out, options, report=report) if options.precompile else None
             source = None if args.input == "-" else Path(args.input)
-            write_output(Path(args.output), out, source)
+            write_output(output, out, source)
             if precompiled:
                 write_output(cwasm, precompiled.data, source)
     except WizerError as e:
