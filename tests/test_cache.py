@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hatch_wizer import Preopen, WizenOptions, wizen
-from hatch_wizer.cache import result_key, store
+from hatch_wizer.cache import key, result_key, store
 from hatch_wizer.engine import inputs
 from hatch_wizer.wasm.parse import parse_module
 from tests.harness import observe, wasm_of
@@ -207,6 +207,13 @@ def test_a_link_out_of_a_preopen_is_not_read(tmp_path: Path) -> None:
     start = time.perf_counter()
     result_key(b"", options)
     assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc")
+def test_a_file_whose_read_fails_is_keyed_by_the_error() -> None:
+    # /proc/self/mem is a regular file whose read at offset 0 fails (EIO), as /sys files can:
+    # the key says so, where the OSError went up as a one-line error naming no file.
+    assert key.file_hash(Path("/proc/self/mem")) == "unreadable (5)"
 
 
 def test_a_big_file_in_a_preopen_is_hashed_in_chunks(tmp_path: Path) -> None:

@@ -68,8 +68,9 @@ def _code_hash() -> str:
 
 
 def file_hash(path: Path | bytes, *, follow_links: bool = True) -> str:
-    """sha256 of a regular file's bytes, read in chunks; "missing" if it cannot be read (the
-    engine reports the real error), "not a file" for anything else."""
+    """sha256 of a regular file's bytes, read in chunks; "missing" if it cannot be opened (the
+    engine reports the real error), "unreadable (ERRNO)" if a read fails (as init's would: a
+    /sys or /proc file), "not a file" for anything else."""
     flags = _OPEN if follow_links else _OPEN | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags)
@@ -81,8 +82,11 @@ def file_hash(path: Path | bytes, *, follow_links: bool = True) -> str:
         h = hashlib.sha256()
         buf = bytearray(_CHUNK)
         view = memoryview(buf)
-        while n := f.readinto(buf):
-            h.update(view[:n])
+        try:
+            while n := f.readinto(buf):
+                h.update(view[:n])
+        except OSError as e:
+            return f"unreadable ({e.errno})"
         return h.hexdigest()
 
 
