@@ -275,3 +275,15 @@ def test_precompile_key_is_a_boolean_and_components_are_refused(tmp_path: Path) 
     assert config is not None and config.modules[0].options.precompile
     with pytest.raises(UnsupportedModule, match="components are not supported"):
         precompile(bytes(wasmtime.wat2wasm("(component)")))
+
+
+def test_a_failed_cwasm_write_names_the_cwasm(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "mod.wat").write_text(WAT)
+    (tmp_path / "out.cwasm").mkdir()  # the module's write succeeds, the .cwasm's cannot
+    out = tmp_path / "out.wasm"
+    assert main([str(tmp_path / "mod.wat"), "--precompile", "-o", str(out), "--no-cache"]) == 1
+    assert capsys.readouterr().err.endswith(
+        f"cannot write {tmp_path / 'out.cwasm'}: Is a directory\n"
+    )

@@ -182,25 +182,42 @@ def run(argv: Sequence[str], closed: Collection[int] = ()) -> int:
         if to_stdout:
             with _stdout_to_stderr() as stdout:
                 out = wizen(wasm, options, report=report)
-                with open(stdout, "wb", closefd=False) as f:
+                with _writing("the module to stdout"), open(stdout, "wb", closefd=False) as f:
                     f.write(out)
         else:
             out = wizen(wasm, options, report=report)
             precompiled = precompile(out, options, report=report) if options.precompile else None
             source = None if args.input == "-" else Path(args.input)
-            write_output(output, out, source)
+            with _writing(f"the module to {args.output}"):
+                write_output(output, out, source)
             if precompiled:
-                write_output(cwasm, precompiled.data, source)
+                with _writing(cwasm):
+                    write_output(cwasm, precompiled.data, source)
+    except _WriteFailed:
+        raise
     except WizerError as e:
         raise e.about(name) from None
-    except OSError as e:
-        where = "stdout" if to_stdout else args.output
-        raise WizerError(f"cannot write the module to {where}: {e.strerror}") from None
+    except OSError as e:  # from the run, not a write: say which file
+        where = f" ({e.filename})" if e.filename else ""
+        raise WizerError(f"{name}: {e.strerror or e}{where}") from None
     elapsed = time.perf_counter() - started
     if not args.quiet:
         result = Result(name, len(data), len(out), elapsed, reused, precompiled)
         _say(f"{PROG}: {describe(result)}")
     return 0
+
+
+class _WriteFailed(WizerError):
+    """A write of an output failed; the message names the output, not the input."""
+
+
+@contextlib.contextmanager
+def _writing(what: object) -> Iterator[None]:
+    """An OSError while writing `what` as one line that names it."""
+    try:
+        yield
+    except OSError as e:
+        raise _WriteFailed(f"cannot write {what}: {e.strerror or e}") from None
 
 
 def _read_input(path: str, name: str) -> bytes:
