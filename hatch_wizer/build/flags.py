@@ -196,6 +196,11 @@ def _switch(names: tuple[str, ...], field: str, value: object, help: str) -> Fla
     return Flag(names, lambda _v, _f: [_set(field, value)], help, metavar=None)
 
 
+def _choice_flag(names: tuple[str, ...], field: str, values: tuple[str, ...], help: str) -> Flag:
+    metavar = "{" + ",".join(values) + "}"
+    return Flag(names, lambda v, _f: [_set(field, v)], help, metavar, choices=values)
+
+
 # Wasm proposals: every Features field but the relaxed SIMD profile.
 _PROPOSALS: Final = tuple(
     "features." + f.name for f in fields(Features) if f.name != "relaxed_simd_deterministic"
@@ -270,13 +275,12 @@ WIZER_FLAGS: Final[tuple[Flag, ...]] = (
         "features.relaxed_simd_deterministic",
         "run relaxed SIMD by its deterministic profile (default true)",
     ),
-    Flag(
+    _choice_flag(
         ("--unknown-imports",),
-        lambda v, _f: [_set("unknown_imports", v)],
+        "unknown_imports",
+        UNKNOWN_IMPORT_POLICIES,
         "imports nothing provides: trap if init calls them (default, as Wizer 11), reject the "
         "module before init (as `wasmtime wizer`), or return zeros",
-        "{" + ",".join(UNKNOWN_IMPORT_POLICIES) + "}",
-        choices=UNKNOWN_IMPORT_POLICIES,
     ),
     Flag(
         ("--init-timeout",),
@@ -308,14 +312,13 @@ WIZER_FLAGS: Final[tuple[Flag, ...]] = (
         False,
         "run init even if an earlier result could be reused; no compilation cache",
     ),
-    Flag(
+    _choice_flag(
         ("--compiler",),
-        lambda v, _f: [_set("compiler", v)],
+        "compiler",
+        COMPILERS,
         "compiler for the init run (default auto: Winch where it can, else unoptimized "
         "Cranelift; a long init of a small module runs again on optimized Cranelift code once "
         "that is ready; cranelift: optimized)",
-        "{" + ",".join(COMPILERS) + "}",
-        choices=COMPILERS,
     ),
     _switch(
         ("--precompile",),
