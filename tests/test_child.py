@@ -113,17 +113,28 @@ def _gone(pid: int) -> bool:
     return state == "Z"  # ended, waiting for whoever adopted it to reap it
 
 
+# A program that calls `wizen()` on an endless big init and prints its stage lines and error.
+_LIBRARY_RUN = """
+import sys
+from hatch_wizer import wizen, WizenOptions
+from tests.harness import wasm_of
+from tests.test_safety import BIG_LOOP_WAT
+options = WizenOptions(init_timeout={timeout}, compiler="cranelift", cache=False)
+try:
+    wizen(wasm_of(BIG_LOOP_WAT), options, report=lambda line: print(line, file=sys.stderr))
+except Exception as e:
+    print(e, file=sys.stderr)
+"""
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL, None],
                          ids=["SIGINT", "SIGTERM", "SIGKILL", "init-timeout"])  # fmt: skip
 def test_an_endless_big_init_is_stopped_with_its_child(tmp_path: Path, sig: int | None) -> None:
-    source = tmp_path / "in.wat"
-    source.write_text(BIG_LOOP_WAT)
-    timeout = "1" if sig is None else "0"
+    timeout = "None" if sig is not None else "1"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hatch_wizer", str(source), "-o", str(tmp_path / "out.wasm"),
-         "--compiler", "cranelift", "--init-timeout", timeout],
-        stderr=subprocess.PIPE,
+        [sys.executable, "-c", _LIBRARY_RUN.format(timeout=timeout)],
+        stderr=subprocess.PIPE, cwd=ROOT,
     )  # fmt: skip
     assert proc.stderr is not None
     line = b""
@@ -141,6 +152,28 @@ def test_an_endless_big_init_is_stopped_with_its_child(tmp_path: Path, sig: int 
     while not _gone(worker) and time.monotonic() - started < 3:
         time.sleep(0.05)
     assert _gone(worker)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_the_cli_stops_an_endless_big_init_by_exiting_without_a_child(tmp_path: Path) -> None:
+    source = tmp_path / "in.wat"
+    source.write_text(BIG_LOOP_WAT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hatch_wizer", str(source), "-o", str(tmp_path / "out.wasm"),
+         "--compiler", "cranelift", "--init-timeout", "1"],
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    line = b""
+    while b"compiled with" not in line:
+        line = proc.stderr.readline()
+        assert line, "the run ended before init"
+    assert _children(proc.pid) == []  # the CLI ends with its run: no child is needed
+    started = time.monotonic()
+    rest = proc.communicate(timeout=20)[1].decode()
+    assert time.monotonic() - started < 3
+    assert proc.returncode == 1
+    assert rest.endswith("did not finish within 1 s (--init-timeout)\n"), rest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wat"]
 
 

@@ -16,6 +16,7 @@ from typing import NoReturn, TextIO
 
 from .. import __version__
 from ..cache import ResultCache
+from ..engine.interrupts import end_process_with_run
 from ..errors import InvalidModule, UsageError, WizerError
 from ..files import CWASM_SUFFIX, read_module, same_file, write_output
 from ..options import WizenOptions
@@ -277,6 +278,9 @@ def _main(argv: list[str], closed: Collection[int]) -> int:
 
 
 def entrypoint() -> NoReturn:
+    # This process exits when the run is over, which stops an init given up on: its code needs
+    # no epoch checks, and big modules no child process.
+    end_process_with_run()
     # SIGTERM stops the run like SIGINT up to the exit, not only while main() runs.
     signal.signal(signal.SIGTERM, _terminate)
     try:

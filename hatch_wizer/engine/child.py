@@ -1,10 +1,12 @@
 """Wizening in a child process, so that an init whose code cannot be interrupted can be stopped.
 
-Modules past STOPPABLE_MAX_BYTES that Cranelift compiles are wizened in a child, whose code
-has no epoch checks (see `runtime`): such an init cannot be interrupted, only left spinning on
-its thread, and it ends with the child: at its time limit (the child's own `run_init` gives up,
+A process that stays after its wizening (a build hook, a program calling `wizen()`) wizens
+modules past STOPPABLE_MAX_BYTES that Cranelift compiles in a child, whose code has no epoch
+checks (see `runtime`): such an init cannot be interrupted, only left spinning on its thread,
+and it ends with the child: at its time limit (the child's own `run_init` gives up,
 reports the error and exits), on Ctrl-C or SIGTERM (the parent kills the child as it unwinds),
-when the build's `InitGroup` stops, and when the parent dies (the child's request pipe closes).
+when the build's `InitGroup` stops, and when the parent dies (the child's request pipe
+closes). The CLI needs no child: it ends with its run itself (`interrupts.end_process_with_run`).
 
 The child is a fresh interpreter (never a fork of one that may run wasmtime threads) started
 with the parent's `sys.path`, environment and working directory; it inherits the standard
@@ -25,12 +27,12 @@ from typing import IO, Any, Final, NoReturn
 
 from ..errors import InitError, WizerError
 from ..options import WizenOptions
-from .interrupts import INIT_GROUP
+from .interrupts import INIT_GROUP, end_process_with_run, process_ends_with_run
 
 # `pickle` and `subprocess` are imported where a child starts: a small module never needs them,
 # and they are a tenth of the CLI's import time above wasmtime's (benches/cli_overhead.py).
 
-__all__ = ["STOPPABLE_MAX_BYTES", "Say", "in_child", "serve", "serving", "wizen_in_child"]
+__all__ = ["STOPPABLE_MAX_BYTES", "Say", "in_child", "serve", "wizen_in_child"]
 
 # Modules (and components) up to this size are wizened in the process, compiled with epoch
 # checks so that a time limit, Ctrl-C or a failing build can stop their init. Past it the checks
@@ -53,21 +55,14 @@ _BOOT: Final = (
 )
 
 
-_serving = False  # whether this process is a wizening child
-
-
-def serving() -> bool:
-    return _serving
-
-
 def in_child(wasm: bytes, options: WizenOptions) -> bool:
-    """Whether `wasm` is wizened in a child: it is big, WebAssembly (other bytes fail at once,
-    in the process), Cranelift would compile it (Winch's code always checks the epoch, at
-    little cost), and this platform can hand a child its pipes (POSIX) and start the same
-    interpreter."""
+    """Whether `wasm` is wizened in a child: this process outlives the run, `wasm` is big,
+    WebAssembly (other bytes fail at once, in the process), Cranelift would compile it (Winch's
+    code always checks the epoch, at little cost), and this platform can hand a child its pipes
+    (POSIX) and start the same interpreter."""
     from ..wasm.parse import MAGIC, is_component
 
-    if len(wasm) <= STOPPABLE_MAX_BYTES or wasm[:4] != MAGIC:
+    if process_ends_with_run() or len(wasm) <= STOPPABLE_MAX_BYTES or wasm[:4] != MAGIC:
         return False
     if os.name != "posix" or not sys.executable:
         return False
@@ -154,8 +149,7 @@ def serve(requests: IO[bytes], reply_fd: int) -> NoReturn:
     import pickle
     import traceback
 
-    global _serving
-    _serving = True
+    end_process_with_run()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops this process itself
     work, args = pickle.load(requests)
     threading.Thread(target=_exit_with_parent, args=(requests,), daemon=True).start()

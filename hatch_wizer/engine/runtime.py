@@ -24,7 +24,6 @@ from ..files import read_module
 from ..module.instrumentation import INITIALIZE, ModuleContext
 from ..options import WizenOptions
 from . import wasmtime_api as api
-from .child import serving
 from .compile import engine_config, one_line, uses_reference_types, winch_available
 from .host import (
     define_wasi_host,
@@ -34,7 +33,7 @@ from .host import (
     wasi_config,
 )
 from .instance import WasmtimeState
-from .interrupts import INIT_GROUP
+from .interrupts import INIT_GROUP, process_ends_with_run
 from .rival import Overtaken, Rival, worth_a_rival
 from .wasi import WasiHost
 
@@ -77,15 +76,18 @@ class Runtime:
     def __init__(self, options: WizenOptions) -> None:
         api.require()  # an unsupported wasmtime-py fails here, in one line, before any work
         self.options = options
+        # Whether init's code must check the epoch for a time limit or Ctrl-C to stop it: not
+        # in a process that ends with its run (see `interrupts.end_process_with_run`).
+        self.checks = not process_ends_with_run()
         self.engine = self._engine(winch=False)
         self.run_engine = self.engine
         self.compiler = "cranelift"
-        self.stoppable = True  # the init run's code checks the epoch (see `run_init`)
+        self.stoppable = self.checks  # whether the init run's code checks (see `run_init`)
         self._rival: Rival | None = None
         self._running = "init"  # what the init thread runs, for the time limit's error
 
     def _engine(
-        self, *, winch: bool, rival: bool = False, stoppable: bool = True
+        self, *, winch: bool, rival: bool = False, stoppable: bool | None = None
     ) -> wasmtime.Engine:
         options = self.options
         # A rival compiles on one core, beside the init, and is not worth caching.
@@ -95,7 +97,7 @@ class Runtime:
             engine_config(
                 options.features,
                 cache=options.cache and not rival,
-                stoppable=stoppable,
+                stoppable=self.checks if stoppable is None else stoppable,
                 winch=winch,
                 parallel=options.parallel_compilation and not rival,
                 opt_level="speed" if rival else _opt_level(options),
@@ -104,12 +106,9 @@ class Runtime:
 
     def cranelift_for(self, wasm: bytes) -> wasmtime.Engine:
         """The Cranelift engine that compiles `wasm` (a module or component) for init; it
-        becomes `run_engine`. In a wizening child its code has no epoch checks: the child's
-        exit stops its init (see `child.STOPPABLE_MAX_BYTES`)."""
-        self.stoppable = not serving()
-        engine = self.engine if self.stoppable else self._engine(winch=False, stoppable=False)
-        self.run_engine, self.compiler = engine, "cranelift"
-        return engine
+        becomes `run_engine`."""
+        self.run_engine, self.compiler, self.stoppable = self.engine, "cranelift", self.checks
+        return self.engine
 
     def validate(self, wasm: bytes, what: str = "invalid module") -> None:
         if not self.options.features.reference_types and uses_reference_types(wasm):
@@ -122,7 +121,10 @@ class Runtime:
     def compile(self, wasm: bytes) -> wasmtime.Module:
         """Compile for the init run; the engine that compiled it becomes `run_engine`."""
         if self.options.compiler != "cranelift" and winch_available():
-            winch = self._engine(winch=True)
+            rival = self.options.compiler == "auto" and worth_a_rival(wasm, self.options)
+            # A trial's code checks the epoch, for the rival to stop it.
+            stoppable = self.checks or rival
+            winch = self._engine(winch=True, stoppable=stoppable)
             try:
                 api.validate_module(winch, wasm)  # fails fast on proposals Winch lacks
                 module = api.compile_module(winch, wasm)
@@ -130,8 +132,8 @@ class Runtime:
                 if self.options.compiler == "winch":
                     raise InvalidModule(f"Winch cannot compile the module: {one_line(e)}") from None
             else:
-                self.run_engine, self.compiler, self.stoppable = winch, "winch", True
-                if self.options.compiler == "auto" and worth_a_rival(wasm, self.options):
+                self.run_engine, self.compiler, self.stoppable = winch, "winch", stoppable
+                if rival:
                     self._rival = Rival(self._engine(winch=False, rival=True), wasm, winch)
                 return module
         try:
@@ -163,7 +165,7 @@ class Runtime:
             state.store.set_epoch_deadline(1)
             return state
         assert rival.module is not None
-        self.run_engine, self.compiler = rival.engine, "cranelift"
+        self.run_engine, self.compiler, self.stoppable = rival.engine, "cranelift", self.checks
         return self._initialize(context, rival.module)
 
     def _initialize(
