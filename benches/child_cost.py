@@ -7,10 +7,11 @@ process tree, against the same run in the process (with and without epoch checks
 
 Each round runs `hatch-wizer --no-cache m.wasm -o out.wasm` once per mode, the modes taking
 turns so that a loaded machine weighs on them alike:
-- `child`: as shipped, modules over 1 MiB are wizened in a child process (no epoch checks);
-- `here`: in the process, without epoch checks (before the child: such an init could not be
-  stopped);
-- `here+epoch`: in the process, with epoch checks (stoppable, but slower code).
+- `cli`: as shipped: the CLI ends with its run, so it wizens in its own process, on code
+  without epoch checks (an init it gives up on ends with its exit);
+- `child`: as a build hook or a `wizen()` caller does, which outlive their runs: modules over
+  1 MiB are wizened in a child process (no epoch checks);
+- `here+epoch`: in the process, with epoch checks (what a hook would pay without the child).
 Peak RSS is the largest sum of VmRSS over the CLI and its children, sampled every 10 ms.
 Every mode's output must have the same sha256.
 """
@@ -29,9 +30,11 @@ import wasmtime
 
 # How each mode starts the CLI: `child` as installed; the others with the choice made for them.
 _MODES = {
-    "child": "",
-    "here": "c.in_child = lambda wasm, options: False; r.serving = lambda: True",
-    "here+epoch": "c.in_child = lambda wasm, options: False",
+    "cli": "",
+    "child": "c.process_ends_with_run = lambda: False",
+    "here+epoch": (
+        "c.in_child = lambda wasm, options: False; r.process_ends_with_run = lambda: False"
+    ),
 }
 _BOOT = (
     "import sys; import hatch_wizer.engine.child as c, hatch_wizer.engine.runtime as r; {patch}\n"
