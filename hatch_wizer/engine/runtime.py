@@ -127,17 +127,14 @@ class Runtime:
             winch = self._engine(winch=True, stoppable=stoppable)
             try:
                 api.validate_module(winch, wasm)  # fails fast on proposals Winch lacks
-                if rival:  # before Winch compiles: a long init waits for Cranelift's code
-                    self._rival = Rival(self._engine(winch=False, rival=True), wasm, winch)
                 module = api.compile_module(winch, wasm)
             except wasmtime.WasmtimeError as e:
-                if self._rival is not None:
-                    self._rival.settle()  # its module would interrupt nothing
-                    self._rival = None
                 if self.options.compiler == "winch":
                     raise InvalidModule(f"Winch cannot compile the module: {one_line(e)}") from None
             else:
                 self.run_engine, self.compiler, self.stoppable = winch, "winch", stoppable
+                if rival:
+                    self._rival = Rival(self._engine(winch=False, rival=True), wasm, winch)
                 return module
         try:
             return api.compile_module(self.cranelift_for(wasm), wasm)
