@@ -114,11 +114,55 @@ def markdown(results: dict[str, Any]) -> str:
     for name, row in table.items():
         cells = [f"{row[label]:.2f}" if label in row else "-" for label in labels]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += _targets(results)
     if "scan_gbps" in results:
         lines += ["", "Memory scan alone (`python -m benches.scan_speed`, 256 MiB, GB/s):", ""]
         for compiler, speeds in results["scan_gbps"].items():
             lines.append(f"- {compiler}: " + ", ".join(f"{k} {v:.1f}" for k, v in speeds.items()))
     return "\n".join(lines) + "\n"
+
+
+def _wall(results: dict[str, Any], workload: str, tool: str) -> dict[str, Any] | None:
+    for wl in results["workloads"]:
+        if wl["name"] == workload and wl["tools"].get(tool, {}).get("ok"):
+            return wl["tools"][tool]  # type: ignore[no-any-return]
+    return None
+
+
+def _targets(results: dict[str, Any]) -> list[str]:
+    """Issue 22's figures: the CLI's cold overhead, uap against Wizer 11, CPython against
+    `wasmtime wizer` (those this run measured)."""
+    rows = []
+    if cli := results.get("cli_overhead"):
+        diff = cli["ours_fastest_ms"] - cli["floor_fastest_ms"]
+        rows.append(
+            f"| `hatch-wizer --no-cache small.wasm` above `python -c 'import wasmtime'` | "
+            f"{diff:.1f} ms ({cli['ours_fastest_ms']:.1f} vs {cli['floor_fastest_ms']:.1f}, "
+            f"fastest of {cli['rounds']}; medians {cli['ours_median_ms']:.1f} vs "
+            f"{cli['floor_median_ms']:.1f}) | at most 15 ms |"
+        )
+    ours, wizer = _wall(results, "uap", "ours"), _wall(results, "uap", "wizer11")
+    if ours and wizer:
+        rows.append(
+            f"| uap, cold CLI / Wizer 11 | {ours['wall_s'] / wizer['wall_s']:.2f} "
+            f"({_ms(ours['wall_s'])} vs {_ms(wizer['wall_s'])}) | at most 0.9 |"
+        )
+    ours, wasmtime = _wall(results, "cpython", "ours"), _wall(results, "cpython", "wasmtime")
+    if ours and wasmtime:
+        rows.append(
+            f"| CPython, cold CLI / `wasmtime wizer -C cache=n` | "
+            f"{ours['wall_s'] / wasmtime['wall_s']:.2f} ({_ms(ours['wall_s'])} vs "
+            f"{_ms(wasmtime['wall_s'])}) | at most 0.8 |"
+        )
+        rows.append(
+            f"| CPython, peak RSS above `wasmtime wizer`'s | "
+            f"{ours['max_rss_mib'] - wasmtime['max_rss_mib']:+.0f} MiB "
+            f"({ours['max_rss_mib']:.0f} vs {wasmtime['max_rss_mib']:.0f}) | at most +100 MiB |"
+        )
+    if not rows:
+        return []
+    return ["", "Cold-run targets (issue 22):", "", "| figure | measured | target |",
+            "|---|--:|--:|", *rows]  # fmt: skip
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
