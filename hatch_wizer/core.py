@@ -1,17 +1,18 @@
 """The wizening pipeline: validate, instrument, run init on wasmtime, snapshot, rewrite.
 
 Each entry point imports the pipeline when called, so that importing the package stays cheap:
-a CLI run whose result is cached never loads the parser, the instrumentation or wasmtime.
+a CLI run whose result is cached never loads the parser, the instrumentation or wasmtime, and
+one under `--no-cache` never loads the cache.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Final, Protocol
 
-from .cache import ResultCache, result_key
 from .errors import InitError, UnsupportedModule, option, render
 from .names import flag
 from .options import WizenOptions
@@ -21,7 +22,16 @@ if TYPE_CHECKING:
     from .module.instrumentation import ModuleContext
     from .module.state import InstanceState
 
-__all__ = ["REUSED", "Report", "Stages", "instrument", "precompile", "snapshot", "wizen"]
+__all__ = [
+    "REUSED",
+    "Report",
+    "Stages",
+    "instrument",
+    "precompile",
+    "snapshot",
+    "wait_for_cache_writers",
+    "wizen",
+]
 
 Report = Callable[[str], None]
 # How a stage line begins when `wizen()` returns a cached result instead of running init.
@@ -77,6 +87,10 @@ def wizen(
     front end names them otherwise; see `errors.option()`)."""
     options = options or WizenOptions()
     stage = _StageReporter(report, names)
+    if not options.cache:  # nor the cache's imports (hashlib, json: ~4 ms of a cold CLI run)
+        return _wizen_here_or_in_child(wasm, options, stage)
+    from .cache import ResultCache, result_key
+
     cache = ResultCache.for_options(options, stage.say)
     key = result_key(wasm, options) if cache else ""
     if cache and (out := cache.load(key)) is not None:
@@ -86,6 +100,14 @@ def wizen(
     if cache:
         cache.store(key, out)
     return out
+
+
+def wait_for_cache_writers() -> None:
+    """Let the results `wizen()` is storing reach the disk, before an exit that would not
+    wait for them (`os._exit`). Runs that never loaded the cache stored nothing."""
+    store = sys.modules.get(f"{__package__}.cache.store")
+    if store is not None:
+        store.ResultCache.wait_for_writers()
 
 
 def precompile(

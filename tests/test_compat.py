@@ -4,6 +4,7 @@ the oldest declared releases; these tests pin the declarations to the code that 
 
 from __future__ import annotations
 
+import importlib
 import re
 import sys
 from collections.abc import Iterator
@@ -43,14 +44,23 @@ def test_the_plugin_checks_the_tested_setuptools() -> None:
 @pytest.fixture
 def fresh_check() -> Iterator[None]:
     api.require.cache_clear()
+    api.require_component.cache_clear()
     yield
     api.require.cache_clear()
+    api.require_component.cache_clear()
+
+
+def _as_if(version: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the installed wasmtime-py look like `version` from 39-43: the check is by
+    capability, and these lack exception references (`wasmtime_exnref_t`, new in 44)."""
+    monkeypatch.setattr(api, "installed_version", lambda: version)
+    monkeypatch.delattr(importlib.import_module("wasmtime._ffi"), "wasmtime_exnref_t")
 
 
 def test_an_old_wasmtime_is_named_in_one_line(
     fresh_check: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(api, "installed_version", lambda: "42.0.0")
+    _as_if("42.0.0", monkeypatch)
     with pytest.raises(UnsupportedWasmtime) as info:
         api.require()
     message = str(info.value)
@@ -69,13 +79,33 @@ def test_a_missing_internal_is_named_not_raised(
         api.require()
 
 
+def test_a_release_in_range_is_taken_without_asking_its_version(
+    fresh_check: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The version (importlib.metadata, slow to import) is only for the message.
+    monkeypatch.setattr(api, "installed_version", lambda: pytest.fail("version looked up"))
+    assert api.require() is importlib.import_module("wasmtime._ffi")
+
+
+def test_a_missing_component_internal_is_named_when_a_component_needs_it(
+    fresh_check: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wasmtime import component
+
+    [owner] = [cls for cls in component.VariantType.__mro__ if "_tagged" in vars(cls)]
+    monkeypatch.delattr(owner, "_tagged")
+    api.require()  # core modules do not need it
+    with pytest.raises(UnsupportedWasmtime, match=r"lacks component\.VariantType\._tagged, which"):
+        api.require_component()
+
+
 def test_the_cli_reports_an_unsupported_wasmtime_in_one_line(
     fresh_check: None,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(api, "installed_version", lambda: "40.0.0")
+    _as_if("40.0.0", monkeypatch)
     module = tmp_path / "in.wasm"
     module.write_bytes(b"\0asm\x01\0\0\0")
     assert main([str(module), "-o", str(tmp_path / "out.wasm"), "--no-cache"]) == 1

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from .. import __version__
-from ..cache import ResultCache
+from ..core import wait_for_cache_writers
 from ..engine.interrupts import end_process_with_run
 from ..errors import InvalidModule, UsageError, WizerError
 from ..files import CWASM_SUFFIX, read_module, same_file, write_output
@@ -304,7 +304,7 @@ def entrypoint() -> NoReturn:
         # Once the output is written, let the result cache's writers finish, then skip the
         # interpreter's teardown: freeing the engine, compiled code and instance memory is
         # work nobody waits for (tens of milliseconds on large modules), as is a rival compile.
-        ResultCache.wait_for_writers()
+        wait_for_cache_writers()
     except KeyboardInterrupt as e:
         status = _stopped(e)
     _flush(sys.stdout)

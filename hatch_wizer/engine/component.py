@@ -27,7 +27,7 @@ from ..wasm.parse import function_name
 from .compile import engine_config, one_line
 from .host import reject_unprovided, wasi_config
 from .runtime import Runtime
-from .wasmtime_api import component_item_type
+from .wasmtime_api import component_item_type, require_component
 from .wave import parse_args
 
 __all__ = ["AccessorState", "ComponentRuntime", "Session"]
@@ -62,6 +62,7 @@ class ComponentRuntime:
                 "a component's initial working directory (-S cwd) cannot be set through "
                 "wasmtime-py; leave it out (preview 1 modules have none)"
             )
+        require_component()  # an unsupported wasmtime-py fails here, in one line
         self.options = options
         self.runtime = Runtime(options)
         self.engine = self.runtime.engine

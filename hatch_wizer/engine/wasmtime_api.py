@@ -2,9 +2,12 @@
 supports (SUPPORTED, as declared in pyproject.toml).
 
 Every private wasmtime-py name the package uses is reached here and nowhere else. `require()`
-checks once, on first use, that the installed release is in the range and has each of them;
-otherwise it raises `UnsupportedWasmtime`, one line naming the installed version and the
-range, instead of an AttributeError in the middle of a build.
+checks once, on first use, that the installed release has each of them (and
+`require_component()` the component names, once a component is wizened); otherwise it raises
+`UnsupportedWasmtime`, one line naming the installed version and the range, instead of an
+AttributeError in the middle of a build. The check is by capability, not version: 39-43 lack
+`wasmtime_exnref_t` (exception references came in 44), which `_FIELDS` asks for, and the
+version is looked up (importlib.metadata, ~12 ms of imports) only for the message.
 
 The internals that remain, each because no public API does the job:
 - `_ffi.wasmtime_config_strategy_set`: `Config.strategy` takes only "auto" and "cranelift";
@@ -36,7 +39,6 @@ import ctypes
 import importlib
 import re
 from functools import cache
-from importlib import metadata
 from types import ModuleType
 from typing import Any
 
@@ -60,6 +62,7 @@ __all__ = [
     "read_global",
     "read_table",
     "require",
+    "require_component",
     "set_config",
     "set_winch",
     "validate_module",
@@ -114,6 +117,8 @@ _NEWER_CONFIG = (
 
 
 def installed_version() -> str:
+    from importlib import metadata  # only for a message: it imports email, zipfile, csv ...
+
     try:
         return metadata.version("wasmtime")
     except metadata.PackageNotFoundError:  # a vendored copy: its names are checked all the same
@@ -127,17 +132,22 @@ def _unsupported(problem: str) -> UnsupportedWasmtime:
     )
 
 
+def _lacking(missing: list[str]) -> UnsupportedWasmtime:
+    """The error for a release without `missing`: too old, or one that renamed them."""
+    major = re.match(r"\d+", installed_version())
+    if major and int(major.group()) < _OLDEST:
+        return _unsupported("is older than hatch-wizer needs")
+    return _unsupported(f"lacks {', '.join(missing)}, which hatch-wizer uses")
+
+
 @cache
 def require() -> ModuleType:
     """wasmtime's ctypes bindings, once the installed release is known to have all we use."""
-    major = re.match(r"\d+", installed_version())
-    if major and int(major.group()) < _OLDEST:
-        raise _unsupported("is older than hatch-wizer needs")
     try:
         ffi = importlib.import_module("wasmtime._ffi")
         importlib.import_module("wasmtime._extern").wrap_extern  # noqa: B018
     except (ImportError, AttributeError):
-        raise _unsupported("lacks the module wasmtime._ffi or wasmtime._extern") from None
+        raise _lacking(["the module wasmtime._ffi or wasmtime._extern"]) from None
     missing = [f"_ffi.{name}" for name in _FFI if not hasattr(ffi, name)]
     for struct, fields in _FIELDS.items():
         have = {field[0] for field in getattr(getattr(ffi, struct, None), "_fields_", ())}
@@ -150,13 +160,20 @@ def require() -> ModuleType:
         method = f"define_unknown_imports_as_{policy}"
         if not hasattr(wasmtime.Linker, method) and not hasattr(ffi, f"wasmtime_linker_{method}"):
             missing.append(f"Linker.{method}")
+    if missing:
+        raise _lacking(missing)
+    return ffi
+
+
+@cache
+def require_component() -> None:
+    """`require()`, and the names the component pipeline uses (`wasmtime.component` costs
+    ~5 ms to import: a core module's run never loads it)."""
+    require()
     from wasmtime import component
 
     if not hasattr(component.VariantType, "_tagged"):
-        missing.append("component.VariantType._tagged")
-    if missing:
-        raise _unsupported(f"lacks {', '.join(missing)}, which hatch-wizer uses")
-    return ffi
+        raise _lacking(["component.VariantType._tagged"])
 
 
 def _handle(obj: Any, name: str) -> Any:
@@ -164,7 +181,7 @@ def _handle(obj: Any, name: str) -> Any:
     try:
         return getattr(obj, name)
     except AttributeError:
-        raise _unsupported(f"has no {type(obj).__name__}.{name}, which hatch-wizer uses") from None
+        raise _lacking([f"{type(obj).__name__}.{name}"]) from None
 
 
 def _is_property(cls: type, name: str) -> bool:
@@ -337,5 +354,5 @@ def component_item_type(item: Any) -> Any:
 def variant_is_tagged(ty: Any) -> bool:
     """Whether wasmtime-py takes and gives this variant's cases as `Variant` objects (it does
     when two cases' payloads could not be told apart by their Python type)."""
-    require()
+    require_component()
     return bool(ty._tagged())
