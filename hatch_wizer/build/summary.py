@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from ..engine.precompile import Precompiled
@@ -11,8 +10,8 @@ if TYPE_CHECKING:
 __all__ = ["Result", "describe"]
 
 
-@dataclass(frozen=True)
-class Result:
+# A NamedTuple, as the CLI's other records: a frozen dataclass costs ~0.3 ms of each run's start.
+class Result(NamedTuple):
     """What one wizening did, for the one-line summary."""
 
     name: str

@@ -10,7 +10,6 @@ The runtime binds them over `define_wasi()`; this module never imports wasmtime.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -134,6 +133,8 @@ class WasiHost:
         self.calls.random += 1
         if not self.reproducible:
             return os.urandom(length)
+        import hashlib  # reproducible init only: it loads OpenSSL, ~2.5 ms of a cold run
+
         while len(self._stream) < length:
             self._stream += hashlib.sha256(self.seed + self._block.to_bytes(8, "little")).digest()
             self._block += 1
