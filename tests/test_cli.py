@@ -171,3 +171,19 @@ def test_a_cached_result_loads_neither_pipeline_nor_wasmtime(module: Path, tmp_p
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, timeout=60)
     assert result.stdout.strip() == b"[]", result.stderr.decode()
     assert out.read_bytes() == first
+
+
+def test_an_uncached_core_module_loads_only_what_its_run_needs(module: Path, tmp_path: Path) -> None:
+    # Imports are most of a cold run: no version lookup (importlib.metadata pulls in email,
+    # zipfile, socket ...), no component support, no result cache (hashlib, json), no child.
+    unneeded = ("importlib.metadata", "wasmtime.component", "hatch_wizer.cache", "hashlib", "json",
+                "subprocess", "pickle")  # fmt: skip
+    out = tmp_path / "out.wasm"
+    code = (
+        "import sys; from hatch_wizer.build.cli import main; status = main(sys.argv[1:]); "
+        f"print(status, [m for m in {unneeded!r} if m in sys.modules])"
+    )
+    args = [str(module), "-o", str(out), "--allow-wasi", "--no-cache", "-q"]
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, timeout=60)
+    assert result.stdout.split(b"\n")[-2:] == [b"0 []", b""], result.stderr.decode()
+    assert parse_module(out.read_bytes()).exports
