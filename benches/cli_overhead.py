@@ -10,7 +10,7 @@ imports beyond the floor's, ours and the standard library's, by their fastest se
 `python -X importtime` over the rounds: on a loaded machine the fastest of many runs is the
 closest to the cost itself. (importtime inflates each module's time a little.)
 
-The floor's time includes the interpreter's teardown (~7 ms here), which the CLI skips by
+The floor's time includes the interpreter's teardown (~6 ms here), which the CLI skips by
 ending with `os._exit` once its output is written.
 """
 
