@@ -41,7 +41,7 @@ _N = TypeVar("_N", int, float)
 
 
 # The flag tables' records are NamedTuples, not frozen dataclasses: each of those costs ~0.3 ms
-# to create (a NamedTuple 0.03 ms), and every CLI run imports this module.
+# to create (a NamedTuple under 0.1 ms), and every CLI run imports this module.
 class Change(NamedTuple):
     """One flag's effect: `field` (a `WizenOptions` field, or `features.NAME`) becomes
     `update(its current value)`."""

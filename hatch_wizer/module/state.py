@@ -49,7 +49,7 @@ Ref = int | None
 
 
 # TableState and Snapshot are NamedTuples, not frozen dataclasses: each of those costs ~0.3 ms
-# to create at import (a NamedTuple 0.03 ms), and every cold CLI run imports this module.
+# to create at import (a NamedTuple under 0.1 ms), and every cold CLI run imports this module.
 class TableState(NamedTuple):
     """A table after init: its size and the slots whose entry differs from instantiation."""
 
