@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import wasmtime
 
@@ -39,36 +40,54 @@ def _timed(cmd: list[str]) -> tuple[float, str]:
     return time.perf_counter() - start, result.stderr
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--imports", action="store_true", help="list our modules' import times")
-    args = parser.parse_args(argv)
+def measure(rounds: int = 15, imports: bool = False) -> dict[str, Any]:
+    """Fastest and median of the floor and of the CLI, in ms (`benches/run.py` records it);
+    with `imports`, each module's fastest self import time (us) and the floor's modules."""
     cli = str(Path(sys.executable).parent / "hatch-wizer")
     floor_cmd = [sys.executable, "-c", "import wasmtime"]
     with tempfile.TemporaryDirectory(prefix="cli-overhead-") as tmp:
         small = Path(tmp) / "small.wasm"
         small.write_bytes(wasmtime.wat2wasm(SMALL))
         cli_cmd = [cli, "--no-cache", "-q", str(small), "-o", str(Path(tmp) / "out.wasm")]
-        floor, ours = [], []
+        floor: list[float] = []
+        ours: list[float] = []
         selfs: dict[str, int] = {}
         floor_modules = set()
-        if args.imports:
+        if imports:
             stderr = _timed([sys.executable, "-X", "importtime", "-c", "import wasmtime"])[1]
             floor_modules = {name for _, name in _IMPORT.findall(stderr)}
-        for round_ in range(args.rounds):
+        for round_ in range(rounds):
             pair = [(floor, floor_cmd), (ours, cli_cmd)]
             for times, cmd in pair if round_ % 2 == 0 else pair[::-1]:
                 times.append(_timed(cmd)[0])
-            if args.imports:
+            if imports:
                 stderr = _timed([sys.executable, "-X", "importtime", *cli_cmd])[1]
                 for us, name in _IMPORT.findall(stderr):
                     selfs[name] = min(selfs.get(name, 1 << 62), int(us))
+    return {
+        "rounds": rounds,
+        "floor_fastest_ms": min(floor) * 1e3,
+        "floor_median_ms": statistics.median(floor) * 1e3,
+        "ours_fastest_ms": min(ours) * 1e3,
+        "ours_median_ms": statistics.median(ours) * 1e3,
+        "self_us": selfs,
+        "floor_modules": sorted(floor_modules),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--imports", action="store_true", help="list our modules' import times")
+    args = parser.parse_args(argv)
+    m = measure(args.rounds, args.imports)
     print(f"{'':28} fastest  median  (ms, {args.rounds} rounds)")
-    for label, times in (("python -c 'import wasmtime'", floor), ("hatch-wizer --no-cache", ours)):
-        print(f"{label:28} {min(times) * 1e3:7.1f} {statistics.median(times) * 1e3:7.1f}")
-    print(f"{'difference':28} {(min(ours) - min(floor)) * 1e3:7.1f} "
-          f"{(statistics.median(ours) - statistics.median(floor)) * 1e3:7.1f}")  # fmt: skip
+    labels = (("python -c 'import wasmtime'", "floor"), ("hatch-wizer --no-cache", "ours"))
+    for label, key in labels:
+        print(f"{label:28} {m[key + '_fastest_ms']:7.1f} {m[key + '_median_ms']:7.1f}")
+    print(f"{'difference':28} {m['ours_fastest_ms'] - m['floor_fastest_ms']:7.1f} "
+          f"{m['ours_median_ms'] - m['floor_median_ms']:7.1f}")  # fmt: skip
+    selfs, floor_modules = m["self_us"], set(m["floor_modules"])
     extra = {n: us for n, us in selfs.items() if n not in floor_modules}
     mine = {n: us for n, us in extra.items() if n.startswith("hatch_wizer")}
     others = {n: us for n, us in extra.items() if n not in mine}

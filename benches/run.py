@@ -19,7 +19,7 @@ from typing import Any
 
 import wasmtime
 
-from benches import report, scan_speed
+from benches import cli_overhead, report, scan_speed
 from benches.fetch import fetch
 from benches.measure import module_info, run_tool, startup
 from benches.tools import TOOLS, stage_times, tool_command, tool_env
@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         _save(results, args.out)
     if not args.startup_only:
         results["scan_gbps"] = {c: scan_speed.measure(c) for c in ("cranelift", "winch")}
+        if "ours" in args.tools.split(","):
+            results["cli_overhead"] = cli_overhead.measure(rounds=21)
     report.write_all(results, args.out)
     print(f"wrote {args.out}/results.json, results.md, ratios.png")
     return 0
