@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -187,3 +188,14 @@ def test_an_uncached_core_module_loads_only_what_its_run_needs(module: Path, tmp
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, timeout=60)
     assert result.stdout.split(b"\n")[-2:] == [b"0 []", b""], result.stderr.decode()
     assert parse_module(out.read_bytes()).exports
+
+
+@pytest.mark.parametrize("trap", [False, True], ids=["ok", "trapping init"])
+def test_the_cycle_collector_is_back_on_after_a_run(module: Path, tmp_path: Path, trap: bool) -> None:
+    # A run pauses it (the snapshot's many small objects); a caller's process gets it back.
+    args = [str(module), "-o", str(tmp_path / "out.wasm"), "--allow-wasi", "-q", "--no-cache"]
+    if trap:
+        args += ["--init-func", "trap"]
+    assert gc.isenabled()
+    assert main(args) == (1 if trap else 0)
+    assert gc.isenabled()
