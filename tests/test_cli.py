@@ -190,6 +190,29 @@ def test_an_uncached_core_module_loads_only_what_its_run_needs(module: Path, tmp
     assert parse_module(out.read_bytes()).exports
 
 
+def test_an_up_to_date_build_loads_neither_wasmtime_nor_a_version_lookup(
+    module: Path, tmp_path: Path
+) -> None:
+    # A Makefile's `hatch-wizer build` with nothing to do pays start-up, the config and hashes.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "m.wasm").write_bytes(module.read_bytes())
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "p"\nversion = "0"\n[tool.wizer]\nmodules = ["m.wasm"]\nallow-wasi = true\n'
+    )
+    unneeded = ("wasmtime", "importlib.metadata", "hatch_wizer.wasm.parse")
+    code = (
+        "import sys; from hatch_wizer.build.cli import main; status = main(['build', '-q']); "
+        f"print(status, [m for m in {unneeded!r} if m in sys.modules])"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, cwd=project)
+        for _ in range(2)
+    ]
+    assert runs[0].stdout.split(b"\n")[-2] == b"0 ['wasmtime', 'hatch_wizer.wasm.parse']", runs[0]
+    assert runs[1].stdout.split(b"\n")[-2] == b"0 []", runs[1]
+
+
 @pytest.mark.parametrize("trap", [False, True], ids=["ok", "trapping init"])
 def test_the_cycle_collector_is_back_on_after_a_run(module: Path, tmp_path: Path, trap: bool) -> None:
     # A run pauses it (the snapshot's many small objects); a caller's process gets it back.
