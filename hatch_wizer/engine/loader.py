@@ -86,7 +86,8 @@ def _precompiled(engine: wasmtime.Engine, cwasm: Path, wasm: bytes) -> wasmtime.
 
 
 def _last_line(text: str) -> str:
-    """wasmtime's root cause: the last line of its error chain."""
+    """wasmtime's root cause: the last line of its error chain (`compile.one_line` gives them
+    all, but the run-time loader stays clear of the build's imports)."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     number, sep, cause = (lines[-1] if lines else text).partition(": ")
     return cause if sep and number.isdigit() else number + sep + cause

@@ -18,6 +18,7 @@ from typing import Final
 import wasmtime
 
 from ..errors import ConfigError, InvalidModule
+from .compile import one_line
 from .loader import cwasm_trailer
 
 __all__ = ["Precompiled", "host_target", "precompile"]
@@ -90,7 +91,7 @@ def precompile(wasm: bytes, *, cache: bool = True) -> Precompiled:
     try:
         artifact = bytes(wasmtime.Module(wasmtime.Engine(config), wasm).serialize())
     except wasmtime.WasmtimeError as e:
-        raise InvalidModule(f"precompile: {str(e).strip().splitlines()[0]}") from None
+        raise InvalidModule(f"precompile: {one_line(e)}") from None
     return Precompiled(artifact + cwasm_trailer(wasm), _needed_version(artifact), target, cpu)
 
 
