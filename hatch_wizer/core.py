@@ -129,7 +129,8 @@ def precompile(
 
 def _wizen_here_or_in_child(wasm: bytes, options: WizenOptions, stage: _StageReporter) -> bytes:
     """Big modules are wizened in a child process, where an init that outlives its time limit
-    or Ctrl-C ends with the process (see `engine/child.py`)."""
+    or Ctrl-C ends with the process, unless this process ends with its run anyway, as the CLI
+    does (see `engine/child.py`)."""
     from .engine.child import in_child, wizen_in_child
 
     wasm = bytes(wasm)  # a caller's bytearray or memoryview: copied once, not at each stage

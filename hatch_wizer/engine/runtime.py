@@ -215,10 +215,10 @@ class Runtime:
         """`run()` (instantiate and init) on a thread of its own, waited for until it ends, the
         time limit passes, Ctrl-C arrives or the build's `InitGroup` stops it.
 
-        A run that is given up on stops if its code checks the epoch. In a wizening child
-        (`child`) it does not: the run goes on, on its daemon thread, until the child exits,
-        right after reporting. Waiting here, the calling thread stays in Python, where Ctrl-C
-        raises KeyboardInterrupt."""
+        A run that is given up on stops if its code checks the epoch. In a process that ends
+        with its run (the CLI, a wizening child) it does not: the run goes on, on its daemon
+        thread, until the process exits, right after reporting. Waiting here, the calling
+        thread stays in Python, where Ctrl-C raises KeyboardInterrupt."""
         outcome: list[tuple[bool, Any]] = []
         wake = threading.Event()
 
