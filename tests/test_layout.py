@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from hatch_wizer.module.layout import (
     DENSE_IMAGE_SIZE,
+    Runs,
     _scan,
     _split_runs,
     data_segment_overhead,
@@ -33,7 +34,7 @@ memories = st.lists(
 ).map(b"".join)  # fmt: skip
 
 
-def _covers(data: bytes, runs: list[tuple[int, int]]) -> bool:
+def _covers(data: bytes, runs: Runs) -> bool:
     rebuilt = bytearray(len(data))
     for start, end in runs:
         rebuilt[start:end] = data[start:end]
@@ -57,6 +58,17 @@ def test_split_path_equals_find_path(data: bytes, split: int) -> None:
     buf = ctypes.create_string_buffer(data, len(data))
     by_find = _scan(ctypes.addressof(buf), 0, len(data), split, by_find=True)
     assert _split_runs(data, 0, split) == by_find
+
+
+def test_runs_merge_at_chosen_gaps_and_cross_to_wasm_as_int64s() -> None:
+    runs = Runs([0, 2, 5, 7, 9, 10, 20, 30, 40, 41])
+    assert list(runs) == [(0, 2), (5, 7), (9, 10), (20, 30), (40, 41)]
+    assert runs.gaps() == [3, 2, 10, 10] and runs.data_bytes() == 16 and runs.extent() == 41
+    assert list(runs.merged([0, 1, 3])) == [(0, 10), (20, 41)]  # 0 and 1: a chain
+    assert list(runs.merged([])) == list(runs) and list(runs.batch(1, 3)) == [(5, 7), (9, 10)]
+    raw = runs.as_bytes()
+    assert raw[:16] == (0).to_bytes(8, "little") + (2).to_bytes(8, "little")
+    assert Runs.from_bytes(raw) == runs
 
 
 @settings(max_examples=100, deadline=None)
@@ -89,7 +101,8 @@ tied_memories = st.lists(st.sampled_from([b"\1" + bytes(8), b"\2" + bytes(9), b"
 @given(st.lists(memories | tied_memories, min_size=1, max_size=3), st.integers(1, 60))
 def test_segment_limit_merges_exactly_the_smallest_gaps(data: list[bytes], limit: int) -> None:
     runs = [find_runs(memoryview(bytearray(d))) for d in data]  # small: nothing to densify
-    assert lay_out(runs, limit) == _merged_by_definition(runs, limit)
+    merged = _merged_by_definition([list(r) for r in runs], limit)
+    assert [list(r) for r in lay_out(runs, limit)] == merged
 
 
 # Offsets and lengths on either side of every LEB byte boundary, including i32 offsets from
@@ -104,7 +117,7 @@ _points = st.one_of(
 @given(st.lists(_points, max_size=40), st.sampled_from([0, 1, 300]), st.booleans())
 def test_segments_size_is_the_encoded_size(points: list[int], memory: int, is64: bool) -> None:
     bounds = sorted({p for p in points if is64 or p <= 1 << 32})
-    runs = list(zip(bounds[::2], bounds[1::2]))
+    runs = Runs(bounds[: len(bounds) // 2 * 2])
     encoded = sum(len(segment_header(memory, s, e - s, is64)) + e - s for s, e in runs)
     assert segments_size(memory, runs, is64) == encoded
 
@@ -143,7 +156,7 @@ def test_mostly_dense_memory_is_made_copy_on_write_friendly() -> None:
         data[i : i + 20_000] = b"\xff" * 20_000  # 30% data, spread over the whole memory
     [segments] = lay_out([find_runs(memoryview(data))], 100_000)
     covered = sum(end - start for start, end in segments)
-    assert 2 * covered >= segments[-1][1] - segments[0][0]
+    assert 2 * covered >= segments.extent()
 
 
 @settings(max_examples=80, deadline=None)
@@ -176,10 +189,7 @@ def test_wasm_scanner_stops_long_non_zero_runs_at_a_zero_or_the_end(end_of_memor
         wasm, python = _wasm_and_python_scans(data, split, is64=False, simd=True)
         assert wasm == python
         if end_of_memory:
-            assert wasm[-1][1] == len(data)
-
-
-Runs = list[tuple[int, int]]
+            assert wasm.bounds[-1] == len(data)
 
 
 def _wasm_and_python_scans(data: bytes, split: int, is64: bool, simd: bool) -> tuple[Runs, Runs]:

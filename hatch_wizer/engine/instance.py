@@ -4,16 +4,15 @@ through the instrumentation's exports (exact values and identities through `wasm
 from __future__ import annotations
 
 import ctypes
-import itertools
 import mmap
 import platform
-import struct
 from typing import Any
 
 import wasmtime
 
 from ..errors import InitError
 from ..module.instrumentation import ModuleContext
+from ..module.layout import Runs
 from ..module.scanner import GLOBAL_SLOT
 from ..module.state import Ref, TableState
 from .wasi import WasiHost
@@ -94,24 +93,22 @@ class WasmtimeState:
             for k, (index, valtype) in enumerate(globals_)
         }
 
-    def scan_runs(self, scanner: str, start: int, end: int, split: int) -> list[tuple[int, int]]:
-        """Non-zero runs of `[start, end)`, found by the module's added scanner function."""
+    def scan_runs(self, scanner: str, start: int, end: int, split: int) -> Runs:
+        """Non-zero runs of `[start, end)`, found by the module's added scanner function (it
+        stores their bounds in the scratch memory as int64s: start, end, start, end, ...)."""
         count = self.export(scanner)(self.store, start, end, split)
         scratch = self.export(self.context.scratch or "")
         address = _address(self.store, scratch)
-        raw = (ctypes.c_char * (16 * count)).from_address(address)
-        bounds = iter(memoryview(raw).cast("B").cast("q").tolist())
-        return list(zip(bounds, bounds))
+        return Runs.from_bytes(memoryview((ctypes.c_char * (16 * count)).from_address(address)))
 
-    def encode_into(self, encoder: str, runs: list[tuple[int, int]], out: memoryview) -> int:
+    def encode_into(self, encoder: str, runs: Runs, out: memoryview) -> int:
         """Write the active data segments for `runs` to the start of `out`, encoded by the
         module's added encoder in the scratch memory; their size."""
         scratch = self.export(self.context.scratch or "")
-        # struct takes the pairs as arguments twice as fast as array iterates over them.
-        pairs = struct.pack(f"<{2 * len(runs)}q", *itertools.chain.from_iterable(runs))
+        pairs = runs.as_bytes()
         # The runs' extent bounds their data (and costs no pass over them); scratch pages past
         # the data are never touched. 20: the most a segment header takes.
-        needed = len(pairs) + runs[-1][1] - runs[0][0] + 20 * len(runs)
+        needed = len(pairs) + runs.extent() + 20 * len(runs)
         have = scratch.data_len(self.store)
         if needed > have:
             scratch.grow(self.store, -(-(needed - have) // 65536))

@@ -15,15 +15,16 @@ import ctypes
 import heapq
 import itertools
 import operator
-from collections.abc import Callable, Iterator
+import sys
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Final
 
 from ..wasm.binary import offset_expr, uleb
 
 __all__ = [
-    "Run",
-    "data_bytes",
+    "Runs",
     "data_segment_overhead",
     "find_runs",
     "lay_out",
@@ -58,10 +59,90 @@ _memcmp.restype = ctypes.c_int
 _ZERO_PAGE_ADDR: Final = ctypes.cast(ctypes.c_char_p(_ZERO_PAGE), ctypes.c_void_p).value
 
 
-# A byte range `[start, end)` of a memory: one run of non-zero data, one data segment.
-Run = tuple[int, int]
+class Runs:
+    """Byte ranges `[start, end)` of a memory, ascending and apart: runs of non-zero data, one
+    data segment each.
+
+    They are held flat, `start, end, start, end, ...`, in one array of int64 (`bounds`): a
+    snapshot has some 100,000 runs, and this is the form the wasm scanner writes and the wasm
+    encoder reads (`as_bytes`), so that no Python object is made per run on that path.
+    """
+
+    __slots__ = ("bounds",)
+
+    def __init__(self, bounds: Iterable[int] = ()) -> None:
+        self.bounds = bounds if isinstance(bounds, array) else array("q", bounds)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | memoryview) -> Runs:
+        """Runs from the bounds as little-endian int64s (as wasm stores them)."""
+        bounds = array("q")
+        bounds.frombytes(raw)
+        if sys.byteorder == "big":
+            bounds.byteswap()
+        return cls(bounds)
+
+    def as_bytes(self) -> bytes:
+        """The bounds as little-endian int64s (as wasm loads them)."""
+        if sys.byteorder == "big":
+            swapped = array("q", self.bounds)
+            swapped.byteswap()
+            return swapped.tobytes()
+        return self.bounds.tobytes()
+
+    def __len__(self) -> int:
+        return len(self.bounds) // 2
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        """Each run as `(start, end)` (a Python step per run: not for the scanner's path)."""
+        bounds = iter(self.bounds)
+        return zip(bounds, bounds)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Runs) and self.bounds == other.bounds
+
+    def __repr__(self) -> str:
+        return f"Runs({list(self)})"
+
+    @property
+    def starts(self) -> array[int]:
+        return self.bounds[0::2]
+
+    @property
+    def ends(self) -> array[int]:
+        return self.bounds[1::2]
+
+    def extent(self) -> int:
+        """Bytes from the first run's start to the last one's end."""
+        return self.bounds[-1] - self.bounds[0] if self.bounds else 0
+
+    def batch(self, first: int, stop: int) -> Runs:
+        """Runs `first` up to (not including) `stop`."""
+        return Runs(self.bounds[2 * first : 2 * stop])
+
+    def gaps(self) -> list[int]:
+        """Zero bytes between each run and the next."""
+        return list(map(operator.sub, self.bounds[2::2], self.bounds[1:-1:2]))
+
+    def data_bytes(self) -> int:
+        """The bytes the runs cover."""
+        return sum(self.bounds[1::2]) - sum(self.bounds[0::2])
+
+    def merged(self, chosen: Iterable[int]) -> Runs:
+        """Run i joined with run i + 1 for every gap i in `chosen` (ascending): joining drops
+        bounds 2i + 1 and 2i + 2 (the end before the gap, the start after it), and slices copy
+        the bounds in between, so the Python steps are one per merge."""
+        out = array("q")
+        taken = 0  # bounds[:taken] are in `out`, or dropped
+        for i in chosen:
+            out += self.bounds[taken : 2 * i + 1]
+            taken = 2 * i + 3
+        out += self.bounds[taken:]
+        return Runs(out)
+
+
 # Finds the runs of memory `[start, end)` split at gaps of at least `split` zero bytes.
-Scan = Callable[[int, int, int], list[Run]]
+Scan = Callable[[int, int, int], Runs]
 
 
 def _sleb_len(value: int) -> int:
@@ -137,31 +218,30 @@ def _next_nonzero(chunk: bytes, pos: int) -> int:
     return min(len(chunk), pos + len(tail) - len(tail.lstrip(b"\0")))
 
 
-def _scan(
-    address: int, start: int, end: int, split: int, *, by_find: bool = False
-) -> list[Run]:
+def _scan(address: int, start: int, end: int, split: int, *, by_find: bool = False) -> Runs:
     """Runs in memory `[start, end)` separated by at least `split` zero bytes."""
     chunk = ctypes.string_at(address + start, end - start)
     if not by_find and chunk.count(0) < len(chunk) * DENSE_ZEROS:
         return _split_runs(chunk, start, split)
     zeros = bytes(split)
-    runs = []
+    bounds = array("q")
     pos = _next_nonzero(chunk, 0)
     while pos < len(chunk):
         stop = chunk.find(zeros, pos)
         if stop < 0:  # the last run; drop the (fewer than `split`) zeros after it
             tail = chunk[-split:]
             stop = len(chunk) - len(tail) + len(tail.rstrip(b"\0"))
-        runs.append((start + pos, start + stop))
+        bounds.append(start + pos)
+        bounds.append(start + stop)
         pos = _next_nonzero(chunk, stop + split)
-    return runs
+    return Runs(bounds)
 
 
-def _split_runs(chunk: bytes, start: int, split: int) -> list[Run]:
+def _split_runs(chunk: bytes, start: int, split: int) -> Runs:
     """`_scan` for data with many runs: `bytes.split` finds the gaps in C, and the Python loop
     does one step per piece instead of several per run."""
     pieces = chunk.split(bytes(split))
-    runs = []
+    bounds = array("q")
     pos = start
     for piece in pieces:
         # A piece ends in a non-zero byte (the last may not), and starts with the zeros of a
@@ -169,12 +249,12 @@ def _split_runs(chunk: bytes, start: int, split: int) -> list[Run]:
         body = piece.lstrip(b"\0")
         if body:
             end = pos + len(piece)
-            runs.append((end - len(body), end))
+            bounds.append(end - len(body))
+            bounds.append(end)
         pos += len(piece) + split
-    if runs and runs[-1][1] == start + len(chunk):
-        last_start, last_end = runs[-1]
-        runs[-1] = (last_start, last_end - (len(chunk) - len(chunk.rstrip(b"\0"))))
-    return runs
+    if bounds and bounds[-1] == start + len(chunk):  # drop the zeros after the last run
+        bounds[-1] -= len(chunk) - len(chunk.rstrip(b"\0"))
+    return Runs(bounds)
 
 
 def _threshold_for(scan: Scan, pages: list[int], size: int, split: int, budget: int) -> int:
@@ -183,8 +263,7 @@ def _threshold_for(scan: Scan, pages: list[int], size: int, split: int, budget: 
     step = max(1, len(pages) // SAMPLE_PAGES)
     gaps: list[int] = []
     for page in pages[::step]:
-        runs = scan(page, min(page + SCAN_PAGE, size), split)
-        gaps += _gaps(runs)
+        gaps += scan(page, min(page + SCAN_PAGE, size), split).gaps()
     allowed = int(0.9 * budget / step)
     if len(gaps) <= allowed:
         return split
@@ -204,7 +283,7 @@ def find_runs(
     is64: bool = False,
     budget: int | None = None,
     scanner: Scan | None = None,
-) -> list[Run]:
+) -> Runs:
     """Non-zero runs of the memory, joined across every gap too short to pay for a segment.
 
     A gap is split when it is at least as long as the header of the segment that would follow
@@ -224,76 +303,46 @@ def find_runs(
     if scanner is not None and page_runs:
         # One call over the whole extent: each call into wasm costs more than skipping zeros.
         return scanner(page_runs[0][0], page_runs[-1][1], split)
-    runs: list[Run] = []
+    bounds = array("q")
     for start, end in page_runs:
         for chunk in range(start, end, SCAN_CHUNK):
-            more = _scan(address, chunk, min(chunk + SCAN_CHUNK, end), split)
-            if runs and more and more[0][0] - runs[-1][1] < split:  # a run the chunks cut
-                runs[-1] = (runs[-1][0], more.pop(0)[1])
-            runs += more
-    return runs
+            more = _scan(address, chunk, min(chunk + SCAN_CHUNK, end), split).bounds
+            if bounds and more and more[0] - bounds[-1] < split:  # a run the chunks cut
+                del bounds[-1], more[0]  # the end before the cut, the start after it
+            bounds += more
+    return Runs(bounds)
 
 
-def _merge_gaps(segments: list[Run], chosen: list[int]) -> list[Run]:
-    """Join segment i with segment i + 1 for every i in `chosen` (ascending): slices copy the
-    segments in between, so the Python steps are one per merge."""
-    out: list[Run] = []
-    taken = 0  # segments[:taken] are in `out`
-    for i in chosen:
-        if i < taken:  # a chain: segment i is already the end of out[-1]
-            out[-1] = (out[-1][0], segments[i + 1][1])
-        else:
-            out += segments[taken:i]
-            out.append((segments[i][0], segments[i + 1][1]))
-        taken = i + 2
-    out += segments[taken:]
-    return out
+def _dense_enough(segments: Runs) -> bool:
+    extent = segments.extent()
+    return extent <= DENSE_IMAGE_SIZE or 2 * segments.data_bytes() >= extent
 
 
-def _gaps(segments: list[Run]) -> list[int]:
-    """Zero bytes between each segment and the next (map over itemgetters: no Python step)."""
-    starts = map(operator.itemgetter(0), segments[1:])
-    return list(map(operator.sub, starts, map(operator.itemgetter(1), segments)))
-
-
-def data_bytes(runs: list[Run]) -> int:
-    """The bytes the runs cover (map over itemgetters: no Python step per run)."""
-    ends, starts = map(operator.itemgetter(1), runs), map(operator.itemgetter(0), runs)
-    return sum(map(operator.sub, ends, starts))
-
-
-def _dense_enough(segments: list[Run]) -> bool:
-    if not segments:
-        return True
-    extent = segments[-1][1] - segments[0][0]
-    return extent <= DENSE_IMAGE_SIZE or 2 * data_bytes(segments) >= extent
-
-
-def _densify(segments: list[Run]) -> list[Run]:
+def _densify(segments: Runs) -> Runs:
     """Merge smallest gaps until wasmtime can map the memory copy-on-write, if that at most
     doubles the data; a sparse memory is cheaper as separate segments."""
     if _dense_enough(segments):
         return segments
-    data = data_bytes(segments)
-    needed_zeros = (segments[-1][1] - segments[0][0] + 1) // 2 - data
+    data = segments.data_bytes()
+    needed_zeros = (segments.extent() + 1) // 2 - data
     if needed_zeros > data:
         return segments
     chosen = []
-    for gap, i in sorted(zip(_gaps(segments), itertools.count())):
+    for gap, i in sorted(zip(segments.gaps(), itertools.count())):
         if needed_zeros <= 0:
             break
         chosen.append(i)
         needed_zeros -= gap
-    return _merge_gaps(segments, sorted(chosen))
+    return segments.merged(sorted(chosen))
 
 
-def lay_out(memories: list[list[Run]], limit: int) -> list[list[Run]]:
+def lay_out(memories: list[Runs], limit: int) -> list[Runs]:
     """The data segments of every memory, from its runs; at most `limit` in all."""
     per_memory = [_densify(runs) for runs in memories]
     excess = sum(map(len, per_memory)) - max(limit, 0)
     # Merge the `excess` smallest gaps of all memories (ties: lowest memory, then offset):
     # every gap below the edge length, and the first gaps of the edge length.
-    gaps = [_gaps(runs) for runs in per_memory] if excess > 0 else []
+    gaps = [runs.gaps() for runs in per_memory] if excess > 0 else []
     smallest = heapq.nsmallest(max(excess, 0), itertools.chain.from_iterable(gaps))
     if not smallest:
         return per_memory  # within the limit, or nothing left to merge
@@ -304,7 +353,7 @@ def lay_out(memories: list[list[Run]], limit: int) -> list[list[Run]]:
         tied = list(itertools.islice(itertools.compress(indices, map(edge.__eq__, mine)), ties))
         ties -= len(tied)
         below = itertools.compress(indices, map(edge.__gt__, mine))
-        merged.append(_merge_gaps(runs, sorted([*below, *tied])))
+        merged.append(runs.merged(sorted([*below, *tied])))
     return merged
 
 
@@ -314,9 +363,7 @@ def segment_header(memory: int, start: int, length: int, is64: bool) -> bytes:
     return head + offset_expr(start, is64) + uleb(length)
 
 
-def write_segments(
-    memory: int, runs: list[Run], view: memoryview, is64: bool, out: memoryview
-) -> int:
+def write_segments(memory: int, runs: Runs, view: memoryview, is64: bool, out: memoryview) -> int:
     """Write the active data segments of `memory` (whose bytes `view` shows) for `runs` to the
     start of `out`; their size."""
     pos = 0
@@ -329,31 +376,31 @@ def write_segments(
     return pos
 
 
-def segments_size(memory: int, runs: list[Run], is64: bool) -> int:
+def segments_size(memory: int, runs: Runs, is64: bool) -> int:
     """The bytes `write_segments` writes for `runs` (in order), without encoding them: C-level
     passes count the LEB bytes of the lengths, bisection those of the offsets."""
-    lengths: list[int] = list(map(operator.sub, map(_end, runs), map(_start, runs)))
+    starts = runs.starts
+    lengths = map(operator.sub, runs.ends, starts)
     length_bytes = bytes(map(int.bit_length, lengths)).translate(_ULEB_BYTES)
     fixed = (1 if memory == 0 else 1 + _uleb_len(memory)) + 2  # flag (and index), const, end
-    total = len(runs) * fixed + sum(lengths) + _sleb_offsets_size(runs, is64)
+    total = len(runs) * fixed + runs.data_bytes() + _sleb_offsets_size(starts, is64)
     return total + sum(n * length_bytes.count(n) for n in range(1, 11))
 
 
-_start, _end = operator.itemgetter(0), operator.itemgetter(1)
 # An unsigned LEB's bytes, by the bit length of its value.
 _ULEB_BYTES: Final = bytes(max(1, -(-bits // 7)) for bits in range(256))
 
 
-def _sleb_offsets_size(runs: list[Run], is64: bool) -> int:
+def _sleb_offsets_size(starts: array[int], is64: bool) -> int:
     """The bytes of the signed LEBs of the runs' offsets (see `offset_expr`)."""
-    count = len(runs)
+    count = len(starts)
     # A signed LEB takes one byte, plus one for each of 2^6, 2^13, ... it is at or above (for
     # a negative value: each of -2^6, -2^13, ... it is below). i32 offsets from 2 GiB up are
     # negative numbers. Runs are in order, so bisection finds how many pass each bound.
-    negative = count if is64 else bisect.bisect_left(runs, 1 << 31, key=_start)
+    negative = count if is64 else bisect.bisect_left(starts, 1 << 31)
     total = count
     for bits in range(6, 63, 7):
-        total += negative - bisect.bisect_left(runs, 1 << bits, 0, negative, key=_start)
-        below = bisect.bisect_left(runs, (1 << 32) - (1 << bits), negative, count, key=_start)
+        total += negative - bisect.bisect_left(starts, 1 << bits, 0, negative)
+        below = bisect.bisect_left(starts, (1 << 32) - (1 << bits), negative, count)
         total += below - negative
     return total

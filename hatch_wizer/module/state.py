@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import operator
 from collections.abc import Mapping
 from functools import partial
 from types import MappingProxyType
@@ -12,15 +11,7 @@ from typing import Final, NamedTuple, Protocol, runtime_checkable
 from ..errors import InitError, UnsupportedModule
 from ..wasm.assemble import Piece, build
 from .instrumentation import ModuleContext
-from .layout import (
-    Run,
-    data_bytes,
-    find_runs,
-    lay_out,
-    segment_header,
-    segments_size,
-    write_segments,
-)
+from .layout import Runs, find_runs, lay_out, segment_header, segments_size, write_segments
 from .scanner import DUMPABLE
 
 __all__ = [
@@ -41,8 +32,6 @@ MAX_DATA_BYTES: Final = 1 << 30
 # this much data, so that the scratch stays small; a longer run is copied straight from its
 # memory, this much at a time.
 BATCH_BYTES: Final = 16 << 20
-
-_END: Final = operator.itemgetter(1)
 
 # A reference value: a function index, or None for null.
 Ref = int | None
@@ -86,7 +75,7 @@ class EncodingState(Protocol):
 
     def memory(self, name: str) -> memoryview: ...
 
-    def encode_into(self, encoder: str, runs: list[Run], out: memoryview) -> int:
+    def encode_into(self, encoder: str, runs: Runs, out: memoryview) -> int:
         """Write the active data segments of `runs` to the start of `out`; their size."""
         ...
 
@@ -106,7 +95,7 @@ class SegmentWriter:
     zeros there. It writes once."""
 
     def __init__(
-        self, state: InstanceState, name: str, memory: int, is64: bool, runs: list[Run],
+        self, state: InstanceState, name: str, memory: int, is64: bool, runs: Runs,
         encoder: str | None = None, release: bool = False,
     ) -> None:  # fmt: skip
         self.state, self.name, self.memory, self.is64, self.runs = state, name, memory, is64, runs
@@ -117,19 +106,20 @@ class SegmentWriter:
 
     def write_into(self, out: memoryview) -> None:
         runs, view = self.runs, self.state.memory(self.name)
+        starts, ends = runs.starts, runs.ends
         pos = i = 0
         while i < len(runs):
             # A batch: the runs that end within BATCH_BYTES of the first one's start.
-            j = bisect.bisect_right(runs, runs[i][0] + BATCH_BYTES, i, key=_END)
+            j = bisect.bisect_right(ends, starts[i] + BATCH_BYTES, i)
             if j > i:
-                written = self._encode(runs[i:j], view, out[pos:])
+                written = self._encode(runs.batch(i, j), view, out[pos:])
                 pos += written
                 # Only where it frees much: releasing costs per page mapped, zero or not.
                 if 4 * written >= BATCH_BYTES:
-                    self._copied(runs[i][0], runs[j - 1][1])
+                    self._copied(starts[i], ends[j - 1])
                 i = j
                 continue
-            start, end = runs[i]  # longer than a batch
+            start, end = starts[i], ends[i]  # longer than a batch
             header = segment_header(self.memory, start, end - start, self.is64)
             out[pos : pos + len(header)] = header
             pos += len(header)
@@ -144,7 +134,7 @@ class SegmentWriter:
                 f"memory {self.memory}'s data segments took {pos} bytes, not {self.nbytes} (a bug)"
             )
 
-    def _encode(self, runs: list[Run], view: memoryview, out: memoryview) -> int:
+    def _encode(self, runs: Runs, view: memoryview, out: memoryview) -> int:
         if self.engine and self.encoder:
             return self.engine.encode_into(self.encoder, runs, out)
         return write_segments(self.memory, runs, view, self.is64, out)
@@ -208,7 +198,7 @@ def take_snapshot(
             f"the memory needs {count} data segments but at most {max(limit, 0)} fit "
             f"(the module already has {len(module.data)})"
         )
-    data = sum(map(data_bytes, segments))
+    data = sum(runs.data_bytes() for runs in segments)
     if data > MAX_DATA_BYTES:
         raise UnsupportedModule(
             f"the snapshot would hold {data / 2**30:.2f} GiB of memory data, more than the "
