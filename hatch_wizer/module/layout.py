@@ -66,12 +66,14 @@ class Runs:
     They are held flat, `start, end, start, end, ...`, in one array of int64 (`bounds`): a
     snapshot has some 100,000 runs, and this is the form the wasm scanner writes and the wasm
     encoder reads (`as_bytes`), so that no Python object is made per run on that path.
+    Runs are not changed once made (operations make new ones).
     """
 
-    __slots__ = ("bounds",)
+    __slots__ = ("_data_bytes", "bounds")
 
     def __init__(self, bounds: Iterable[int] = ()) -> None:
         self.bounds = bounds if isinstance(bounds, array) else array("q", bounds)
+        self._data_bytes: int | None = None
 
     @classmethod
     def from_bytes(cls, raw: bytes | memoryview) -> Runs:
@@ -125,8 +127,11 @@ class Runs:
         return list(map(operator.sub, self.bounds[2::2], self.bounds[1:-1:2]))
 
     def data_bytes(self) -> int:
-        """The bytes the runs cover."""
-        return sum(self.bounds[1::2]) - sum(self.bounds[0::2])
+        """The bytes the runs cover (a pass over every run: done once, layout and snapshot
+        both ask)."""
+        if self._data_bytes is None:
+            self._data_bytes = sum(self.bounds[1::2]) - sum(self.bounds[0::2])
+        return self._data_bytes
 
     def merged(self, chosen: Iterable[int]) -> Runs:
         """Run i joined with run i + 1 for every gap i in `chosen` (ascending): joining drops
@@ -307,8 +312,9 @@ def find_runs(
     for start, end in page_runs:
         for chunk in range(start, end, SCAN_CHUNK):
             more = _scan(address, chunk, min(chunk + SCAN_CHUNK, end), split).bounds
-            if bounds and more and more[0] - bounds[-1] < split:  # a run the chunks cut
-                del bounds[-1], more[0]  # the end before the cut, the start after it
+            if bounds and more and more[0] - bounds[-1] < split:  # a run the chunks cut:
+                del bounds[-1]  # join its halves (drop the end before the cut, the start after)
+                more = more[1:]
             bounds += more
     return Runs(bounds)
 
@@ -380,10 +386,10 @@ def segments_size(memory: int, runs: Runs, is64: bool) -> int:
     """The bytes `write_segments` writes for `runs` (in order), without encoding them: C-level
     passes count the LEB bytes of the lengths, bisection those of the offsets."""
     starts = runs.starts
-    lengths = map(operator.sub, runs.ends, starts)
+    lengths: list[int] = list(map(operator.sub, runs.ends, starts))
     length_bytes = bytes(map(int.bit_length, lengths)).translate(_ULEB_BYTES)
     fixed = (1 if memory == 0 else 1 + _uleb_len(memory)) + 2  # flag (and index), const, end
-    total = len(runs) * fixed + runs.data_bytes() + _sleb_offsets_size(starts, is64)
+    total = len(runs) * fixed + sum(lengths) + _sleb_offsets_size(starts, is64)
     return total + sum(n * length_bytes.count(n) for n in range(1, 11))
 
 
