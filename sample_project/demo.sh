@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command for the whole story, on a fresh machine with python3 (3.10+) and PyPI access:
+# One command for the whole story, on a fresh machine with python3 (3.11+) and PyPI access:
 # build hatch-wizer from this checkout, build the sqlex wheel with the `wizer` hook through
 # `python -m build` (isolated), install it, and compare it with the original module.
 # Everything is created under $WORK, which is kept; without WORK, in a temp dir removed at the

@@ -121,11 +121,7 @@ def test_public_names_import_from_where_the_readme_says() -> None:
 
 def test_entry_points_name_existing_targets() -> None:
     import importlib
-
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib
+    import tomllib
 
     project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
     targets = [project["scripts"]["hatch-wizer"]]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 import re
-import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,11 +17,6 @@ from hatch_wizer.build import setuptools_plugin
 from hatch_wizer.build.cli import main
 from hatch_wizer.engine import wasmtime_api as api
 from hatch_wizer.errors import ConfigError, UnsupportedWasmtime
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 ROOT = Path(__file__).parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

@@ -163,7 +163,7 @@ build-backend = "hatchling.build"
 [project]
 name = "pkg"
 version = "1.0"
-requires-python = ">=3.10"
+requires-python = ">=3.11"
 
 [tool.hatch.build.targets.wheel]
 packages = ["src/pkg"]
