@@ -127,20 +127,23 @@ except Exception as e:
 """
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL, None],
-                         ids=["SIGINT", "SIGTERM", "SIGKILL", "init-timeout"])  # fmt: skip
-def test_an_endless_big_init_is_stopped_with_its_child(tmp_path: Path, sig: int | None) -> None:
-    timeout = "None" if sig is not None else "1"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _LIBRARY_RUN.format(timeout=timeout)],
-        stderr=subprocess.PIPE, cwd=ROOT,
-    )  # fmt: skip
+def _in_init(cmd: list[str]) -> subprocess.Popen[bytes]:
+    """`cmd` started, once its stage lines say that init has begun (it follows the compile)."""
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, cwd=ROOT)
     assert proc.stderr is not None
     line = b""
     while b"compiled with" not in line:
         line = proc.stderr.readline()
         assert line, "the run ended before init"
+    return proc
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL, None],
+                         ids=["SIGINT", "SIGTERM", "SIGKILL", "init-timeout"])  # fmt: skip
+def test_an_endless_big_init_is_stopped_with_its_child(tmp_path: Path, sig: int | None) -> None:
+    timeout = "None" if sig is not None else "1"
+    proc = _in_init([sys.executable, "-c", _LIBRARY_RUN.format(timeout=timeout)])
     [worker] = _children(proc.pid)
     started = time.monotonic()
     if sig is not None:
@@ -158,16 +161,10 @@ def test_an_endless_big_init_is_stopped_with_its_child(tmp_path: Path, sig: int 
 def test_the_cli_stops_an_endless_big_init_by_exiting_without_a_child(tmp_path: Path) -> None:
     source = tmp_path / "in.wat"
     source.write_text(BIG_LOOP_WAT)
-    proc = subprocess.Popen(
+    proc = _in_init(
         [sys.executable, "-m", "hatch_wizer", str(source), "-o", str(tmp_path / "out.wasm"),
-         "--compiler", "cranelift", "--init-timeout", "1"],
-        stderr=subprocess.PIPE,
+         "--compiler", "cranelift", "--init-timeout", "1"]
     )  # fmt: skip
-    assert proc.stderr is not None
-    line = b""
-    while b"compiled with" not in line:
-        line = proc.stderr.readline()
-        assert line, "the run ended before init"
     assert _children(proc.pid) == []  # the CLI ends with its run: no child is needed
     started = time.monotonic()
     rest = proc.communicate(timeout=20)[1].decode()
