@@ -22,6 +22,7 @@ from hatch_wizer.build.project import main_build
 from hatch_wizer.engine.loader import TRAILER_MAGIC
 from hatch_wizer.engine.precompile import CPU_LEVELS, _elf_section, host_target
 from tests.harness import wheel_platform
+from tests.test_setuptools_plugin import make_project as setuptools_project
 
 WAT = """
 (module
@@ -204,34 +205,9 @@ def test_hatch_wheel_holds_both_files_and_a_platform_tag(
     assert load(tmp_path / "installed/pkg/mod.wasm") == (42, [])
 
 
-SETUPTOOLS_PROJECT = """\
-[build-system]
-requires = ["setuptools>=70.1", "hatch-wizer"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "stpkg"
-version = "1.0"
-
-[tool.setuptools]
-package-dir = { "" = "src" }
-packages = ["stpkg"]
-
-[tool.setuptools.package-data]
-stpkg = ["*.wasm"]
-
-[tool.wizer]
-precompile = true
-modules = ["src/stpkg/mod.wasm"]
-"""
-
-
 def test_setuptools_wheel_holds_both_files_and_a_platform_tag(tmp_path: Path) -> None:
-    root = tmp_path / "p"
-    (root / "src/stpkg").mkdir(parents=True)
-    (root / "src/stpkg/__init__.py").write_text("")
-    (root / "src/stpkg/mod.wasm").write_bytes(wasmtime.wat2wasm(WAT))
-    (root / "pyproject.toml").write_text(SETUPTOOLS_PROJECT)
+    wizer = '[tool.wizer]\nprecompile = true\nmodules = ["src/stpkg/mod.wasm"]'
+    root = setuptools_project(tmp_path / "p", wizer, WAT)
     env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
     cmd = [sys.executable, "-m", "build", "--no-isolation", "--wheel", "-o", str(tmp_path / "d"), str(root)]  # fmt: skip
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)

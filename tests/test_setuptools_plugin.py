@@ -45,10 +45,10 @@ stpkg = ["*.wasm"]
 WIZER = '[tool.wizer]\nmodules = [{ path = "src/stpkg/mod.wasm" }]'
 
 
-def make_project(root: Path, wizer: str = WIZER) -> Path:
+def make_project(root: Path, wizer: str = WIZER, wat: str = WAT) -> Path:
     (root / "src/stpkg").mkdir(parents=True)
     (root / "src/stpkg/__init__.py").write_text("")
-    (root / "src/stpkg/mod.wasm").write_bytes(wasmtime.wat2wasm(WAT))
+    (root / "src/stpkg/mod.wasm").write_bytes(wasmtime.wat2wasm(wat))
     (root / "pyproject.toml").write_text(PYPROJECT.format(wizer=wizer))
     return root
 
