@@ -491,15 +491,7 @@ def test_python_scan_and_wasm_scan_give_the_same_bytes() -> None:
           (br_if $l (i32.lt_u (local.get $i) (i32.const 5000))))))"""
     from hatch_wizer import instrument, snapshot
     from hatch_wizer.engine.runtime import Runtime
-
-    class PlainState:
-        """Only the InstanceState protocol, as a runtime other than ours would offer."""
-
-        def __init__(self, inner: Any) -> None:
-            self.global_value = inner.global_value
-            self.memory = inner.memory
-            self.table = inner.table
-            self.segment_dropped = inner.segment_dropped
+    from tests.test_snapshot_memory import PlainState  # a runtime other than ours would offer
 
     context, instrumented = instrument(wasm_of(wat), OPTS)
     runtime = Runtime(OPTS)
