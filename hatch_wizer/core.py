@@ -154,15 +154,15 @@ def _wizen(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
         return _wizen_component(wasm, options, stage)
     check_header(wasm)
     runtime = Runtime(options)
-    with stage("validate"):
-        runtime.validate(wasm)
-        module = parse_module(wasm)
-        context, instrumented = instrument_module(module, options, export_globals=False)
-    for note in context.notes:
-        stage.say(note)
-    with stage("compile"):
-        compiled = runtime.compile(instrumented)
-    del instrumented  # a 100 MB module need not stay in memory through init and snapshot
+    with runtime.validating(wasm):
+        with stage("validate"):
+            module = parse_module(wasm)
+            context, instrumented = instrument_module(module, options, export_globals=False)
+        for note in context.notes:
+            stage.say(note)
+        with stage("compile"):
+            compiled = runtime.compile(instrumented)
+        del instrumented  # a 100 MB module need not stay in memory through init and snapshot
     compiler = runtime.compiler
     stage.say(f"compiled with {compiler}")
     with stage("init"):

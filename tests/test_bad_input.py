@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hatch_wizer import WizenOptions, WizerError, wizen
-from hatch_wizer.errors import InitError
+from hatch_wizer.engine.runtime import VALIDATE_BESIDE_BYTES
+from hatch_wizer.errors import InitError, InvalidModule
 from tests.harness import assert_same_behaviour, wasm_of
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -330,6 +331,39 @@ def test_padded_lebs_are_valid_and_wizen_alike(fixture: int) -> None:
     wasmtime.Module.validate(wasmtime.Engine(), padded)
     options = WizenOptions(cache=False)
     assert_same_behaviour(padded, [], options)
+
+
+def with_custom_section(wasm: bytes, size: int) -> bytes:
+    """`wasm` with a custom section of `size` zero bytes at its end (it changes no offset)."""
+    body = b"\x03pad" + bytes(size)
+    length = bytearray()
+    n = len(body)
+    while True:
+        length.append((n & 0x7F) | (0x80 if n >> 7 else 0))
+        n >>= 7
+        if not n:
+            break
+    return wasm + b"\x00" + bytes(length) + body
+
+
+INVALID = [
+    ('(func (export "wizer-initialize") (drop (i32.add (i32.const 1) (f32.const 1))))',
+     r"invalid module: type mismatch: expected i32, found f32 \(at offset 0x34\)"),
+    ('(func) (export "wizer-initialize" (func 5))',
+     r"invalid module: unknown function 5: .* \(at offset 0x15\)"),
+    ('(memory 1) (func (export "wizer-initialize")) (data (memory 3) (i32.const 0) "x")',
+     r"invalid module: unknown memory 3: .* \(at offset 0x36\)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("padding", [0, VALIDATE_BESIDE_BYTES], ids=["small", "big"])
+@pytest.mark.parametrize(("wat", "message"), INVALID, ids=["body", "export", "data"])
+def test_invalid_input_gets_the_validators_error(wat: str, message: str, padding: int) -> None:
+    # A big input is validated beside its parse and compile (`Runtime.validating`): its error
+    # still comes from the validator, not from what meets the invalid input first.
+    wasm = with_custom_section(wasm_of(f"(module {wat})"), padding)
+    with pytest.raises(InvalidModule, match=f"^{message}$"):
+        wizen(wasm, WizenOptions(cache=False))
 
 
 def test_init_error_is_an_init_error_in_the_library() -> None:
