@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import wasmtime
 
 from hatch_wizer.build.cli import main
 from hatch_wizer.wasm.parse import parse_module
@@ -188,6 +189,27 @@ def test_an_uncached_core_module_loads_only_what_its_run_needs(module: Path, tmp
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, timeout=60)
     assert result.stdout.split(b"\n")[-2:] == [b"0 []", b""], result.stderr.decode()
     assert parse_module(out.read_bytes()).exports
+
+
+def test_a_module_without_wasi_loads_no_wasi_host(tmp_path: Path) -> None:
+    # WASI's host (and tempfile, for a trial's captured output) only for modules that link
+    # it, and argparse's help formatter without shutil (nor its zlib, bz2, lzma).
+    small = tmp_path / "small.wat"
+    small.write_text('(module (global (export "g") (mut i32) (i32.const 0))'
+                     ' (func (export "wizer-initialize") (global.set 0 (i32.const 7))))')  # fmt: skip
+    unneeded = ("hatch_wizer.engine.wasi", "hatch_wizer.engine.host", "tempfile", "shutil")
+    out = tmp_path / "out.wasm"
+    code = (
+        "import sys; from hatch_wizer.build.cli import main; status = main(sys.argv[1:]); "
+        f"print(status, [m for m in {unneeded!r} if m in sys.modules])"
+    )
+    args = [str(small), "-o", str(out), "--no-cache", "-q"]
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, timeout=60)
+    assert result.stdout.split(b"\n")[-2:] == [b"0 []", b""], result.stderr.decode()
+    store = wasmtime.Store()
+    instance = wasmtime.Instance(store, wasmtime.Module(store.engine, out.read_bytes()), [])
+    global_ = instance.exports(store)["g"]
+    assert isinstance(global_, wasmtime.Global) and global_.value(store) == 7
 
 
 def test_an_up_to_date_build_loads_neither_wasmtime_nor_a_version_lookup(

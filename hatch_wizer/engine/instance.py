@@ -6,7 +6,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import platform
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
@@ -15,8 +15,10 @@ from ..module.instrumentation import ModuleContext
 from ..module.layout import Runs
 from ..module.scanner import GLOBAL_SLOT
 from ..module.state import Ref, TableState
-from .wasi import WasiHost
 from .wasmtime_api import EXTERNREF, FUNCREF, export, func_identity, read_global, read_table
+
+if TYPE_CHECKING:
+    from .wasi import WasiHost  # imported only when init links WASI
 
 __all__ = ["WasmtimeState"]
 

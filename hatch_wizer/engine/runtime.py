@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextvars
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,17 +25,9 @@ from ..module.instrumentation import INITIALIZE, ModuleContext
 from ..options import Features, WizenOptions
 from . import wasmtime_api as api
 from .compile import engine_config, one_line, uses_reference_types, winch_available
-from .host import (
-    define_wasi_host,
-    reject_unprovided,
-    replay_output,
-    unprovided_imports,
-    wasi_config,
-)
 from .instance import WasmtimeState
 from .interrupts import INIT_GROUP, process_ends_with_run
 from .rival import Overtaken, Rival, worth_a_rival
-from .wasi import WasiHost
 
 __all__ = ["Runtime"]
 
@@ -176,16 +167,18 @@ class Runtime:
         if rival is None:
             return self._initialize(context, module)
         overtaken = False
-        with tempfile.TemporaryDirectory(prefix="hatch-wizer-") as tmp:
+        with _trial_output(self.options.allow_wasi) as captured:
             try:
-                state = self._initialize(context, module, captured=Path(tmp))
+                state = self._initialize(context, module, captured=captured)
             except Overtaken:
                 overtaken = True
             finally:
                 self._rival = None
                 rival.settle()  # from here on, the rival changes nothing
-                if not overtaken:  # the run that counts, finished or failed
-                    replay_output(Path(tmp))
+                if not overtaken and captured:  # the run that counts, finished or failed
+                    from .host import replay_output
+
+                    replay_output(captured)
         if not overtaken:
             # A rival that finished after init did may have ticked the epoch.
             state.store.set_epoch_deadline(1)
@@ -207,7 +200,10 @@ class Runtime:
         store.set_limits(table_elements=MAX_TABLE_ELEMENTS)
         linker = wasmtime.Linker(self.run_engine)
         host = None
-        if self.options.allow_wasi:
+        if self.options.allow_wasi:  # WASI's host, and its imports, only for modules that link it
+            from .host import define_wasi_host, wasi_config
+            from .wasi import WasiHost
+
             store.set_wasi(wasi_config(self.options, captured))
             linker.define_wasi()
             host = WasiHost.for_build(self.options.reproducible)
@@ -221,6 +217,8 @@ class Runtime:
             elif policy == "default":
                 api.define_unknown_imports_as_default_values(linker, store, module)
             else:
+                from .host import reject_unprovided, unprovided_imports
+
                 reject_unprovided("the module", unprovided_imports(store, linker, module))
             instance = self.call(
                 "instantiating the module", lambda: linker.instantiate(store, module)
@@ -350,6 +348,19 @@ def _validate(engine: wasmtime.Engine, wasm: bytes, what: str) -> None:
         api.validate_module(engine, wasm)
     except wasmtime.WasmtimeError as e:
         raise InvalidModule(f"{what}: {one_line(e)}") from None
+
+
+@contextmanager
+def _trial_output(allow_wasi: bool) -> Iterator[Path | None]:
+    """Where a trial's WASI stdout and stderr wait until it is known to count (then
+    `replay_output`); a module without WASI writes none."""
+    if not allow_wasi:
+        yield None
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hatch-wizer-") as tmp:
+        yield Path(tmp)
 
 
 class _IdleValidation:
