@@ -7,7 +7,6 @@ spelling: `str()` names it as the `hatch-wizer` flag, and a pyproject build rend
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Final, TypeVar
 
@@ -25,7 +24,6 @@ __all__ = [
 
 # Unit separators around a field name: a byte no export name, path or WAT text puts there.
 _MARK: Final = "\x1f"
-_REFERENCE: Final = re.compile(f"{_MARK}([a-z_.]+){_MARK}")
 
 _E = TypeVar("_E", bound="WizerError")
 
@@ -41,8 +39,9 @@ def render(text: str, name: Callable[[str], str] | None = None) -> str:
         from .names import flag  # here, as names imports options, which imports this module
 
         name = flag
-    names = name
-    return _REFERENCE.sub(lambda m: names(m[1]), text)
+    parts = text.split(_MARK)  # every other part is a field: "text", field, "text", ...
+    parts[1::2] = map(name, parts[1::2])
+    return "".join(parts)
 
 
 class WizerError(Exception):

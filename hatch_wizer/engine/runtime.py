@@ -33,7 +33,8 @@ __all__ = ["Runtime"]
 
 _T = TypeVar("_T")
 
-_UNKNOWN_IMPORT = re.compile(r"unknown import: `([^`]*)` has not been defined")
+# A pattern, not compiled here: only a failed instantiation needs it.
+_UNKNOWN_IMPORT = r"unknown import: `([^`]*)` has not been defined"
 # The most elements a table may declare (wasmparser's and the web engines' shared limit).
 MAX_TABLE_ELEMENTS = 10_000_000
 # Inputs from this size on are validated beside their compile (`Runtime.validating`); smaller
@@ -305,7 +306,7 @@ class Runtime:
                 raise Overtaken from None
             raise InitError(f"{what} trapped: {one_line(e)}{_backtrace(e, code_moved)}") from None
         except wasmtime.WasmtimeError as e:
-            unknown = _UNKNOWN_IMPORT.search(str(e))
+            unknown = re.search(_UNKNOWN_IMPORT, str(e))
             if unknown:
                 raise InitError(
                     f"{what} used the import `{unknown.group(1)}`, which nothing provides during "
