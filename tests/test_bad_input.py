@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hatch_wizer import WizenOptions, WizerError, wizen
-from hatch_wizer.engine.runtime import VALIDATE_BESIDE_BYTES
+from hatch_wizer.engine import runtime
 from hatch_wizer.errors import InitError, InvalidModule
 from tests.harness import assert_same_behaviour, wasm_of
 
@@ -356,14 +357,24 @@ INVALID = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("padding", [0, VALIDATE_BESIDE_BYTES], ids=["small", "big"])
+@pytest.mark.parametrize("size", ["small", "big", "big-busy"])
 @pytest.mark.parametrize(("wat", "message"), INVALID, ids=["body", "export", "data"])
-def test_invalid_input_gets_the_validators_error(wat: str, message: str, padding: int) -> None:
+def test_invalid_input_gets_the_validators_error(
+    wat: str, message: str, size: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A big input is validated beside its parse and compile (`Runtime.validating`): its error
-    # still comes from the validator, not from what meets the invalid input first.
+    # still comes from the validator, not from what meets the invalid input first, also when
+    # the idle-priority thread gets no turn (a busy machine).
+    never = threading.Event()
+    if size == "big-busy":
+        monkeypatch.setattr(runtime._IdleValidation, "_run", lambda self, wasm: never.wait())
+    padding = 0 if size == "small" else runtime.VALIDATE_BESIDE_BYTES
     wasm = with_custom_section(wasm_of(f"(module {wat})"), padding)
-    with pytest.raises(InvalidModule, match=f"^{message}$"):
-        wizen(wasm, WizenOptions(cache=False))
+    try:
+        with pytest.raises(InvalidModule, match=f"^{message}$"):
+            wizen(wasm, WizenOptions(cache=False))
+    finally:
+        never.set()
 
 
 def test_init_error_is_an_init_error_in_the_library() -> None:

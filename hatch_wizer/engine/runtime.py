@@ -125,12 +125,13 @@ class Runtime:
             return
         self._check_reference_types(wasm, "invalid module")
         check = _IdleValidation(self.options.features, wasm)
+        finish = partial(check.finish, partial(_validate, self.engine, wasm, "invalid module"))
         try:
             yield
         except Exception:
-            check.wait()  # an invalid input: the validator's error, not the body's
+            finish()  # an invalid input: the validator's error, not the body's
             raise
-        check.wait()
+        finish()
 
     def _check_reference_types(self, wasm: bytes, what: str) -> None:
         if not self.options.features.reference_types and uses_reference_types(wasm):
@@ -386,10 +387,13 @@ class _IdleValidation:
         except InvalidModule as e:
             self._error = e
 
-    def wait(self) -> None:
-        """Once it is done, raise the validator's error if the input is invalid."""
-        self._thread.join()
-        if self._error is not None:
+    def finish(self, validate: Callable[[], None]) -> None:
+        """Raise the validator's error if the input is invalid: the thread's, if it is done,
+        else `validate()`'s, at normal priority, here. On a machine that other work keeps
+        busy an idle thread may wait a long time for its turn; it is then left to end alone."""
+        if self._thread.is_alive():
+            validate()
+        elif self._error is not None:
             raise self._error
 
 
