@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from hatch_wizer import WizenOptions, WizerError, wizen
 from hatch_wizer.engine import runtime
 from hatch_wizer.errors import InitError, InvalidModule
+from hatch_wizer.wasm.binary import name, section
 from tests.harness import assert_same_behaviour, wasm_of
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -336,15 +337,7 @@ def test_padded_lebs_are_valid_and_wizen_alike(fixture: int) -> None:
 
 def with_custom_section(wasm: bytes, size: int) -> bytes:
     """`wasm` with a custom section of `size` zero bytes at its end (it changes no offset)."""
-    body = b"\x03pad" + bytes(size)
-    length = bytearray()
-    n = len(body)
-    while True:
-        length.append((n & 0x7F) | (0x80 if n >> 7 else 0))
-        n >>= 7
-        if not n:
-            break
-    return wasm + b"\x00" + bytes(length) + body
+    return wasm + section(0, name("pad") + bytes(size))
 
 
 INVALID = [
