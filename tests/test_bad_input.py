@@ -360,7 +360,7 @@ def test_invalid_input_gets_the_validators_error(
     # the idle-priority thread gets no turn (a busy machine).
     never = threading.Event()
     if size == "big-busy":
-        monkeypatch.setattr(runtime._IdleValidation, "_run", lambda self, wasm: never.wait())
+        monkeypatch.setattr(runtime._IdleValidation, "_run", lambda self: never.wait())
     padding = 0 if size == "small" else runtime.VALIDATE_BESIDE_BYTES
     wasm = with_custom_section(wasm_of(f"(module {wat})"), padding)
     try:

@@ -40,6 +40,7 @@ MAX_TABLE_ELEMENTS = 10_000_000
 # Inputs from this size on are validated beside their compile (`Runtime.validating`); smaller
 # ones validate in a few milliseconds, about what a thread and an engine of its own cost.
 VALIDATE_BESIDE_BYTES: Final = 1 << 20
+_INVALID: Final = "invalid module"  # how the validator's error about an input begins
 
 
 def _backtrace(trap: wasmtime.Trap, code_moved: int) -> str:
@@ -106,7 +107,7 @@ class Runtime:
         self.run_engine, self.compiler, self.stoppable = self.engine, "cranelift", self.checks
         return self.engine
 
-    def validate(self, wasm: bytes, what: str = "invalid module") -> None:
+    def validate(self, wasm: bytes, what: str = _INVALID) -> None:
         self._check_reference_types(wasm, what)
         _validate(self.engine, wasm, what)
 
@@ -123,15 +124,14 @@ class Runtime:
             self.validate(wasm)
             yield
             return
-        self._check_reference_types(wasm, "invalid module")
-        check = _IdleValidation(self.options.features, wasm)
-        finish = partial(check.finish, partial(_validate, self.engine, wasm, "invalid module"))
+        self._check_reference_types(wasm, _INVALID)
+        check = _IdleValidation(self.options.features, wasm, fallback=self.engine)
         try:
             yield
         except Exception:
-            finish()  # an invalid input: the validator's error, not the body's
+            check.finish()  # an invalid input: the validator's error, not the body's
             raise
-        finish()
+        check.finish()
 
     def _check_reference_types(self, wasm: bytes, what: str) -> None:
         if not self.options.features.reference_types and uses_reference_types(wasm):
@@ -345,7 +345,7 @@ class Runtime:
                 ) from None
 
 
-def _validate(engine: wasmtime.Engine, wasm: bytes, what: str) -> None:
+def _validate(engine: wasmtime.Engine, wasm: bytes, what: str = _INVALID) -> None:
     try:
         api.validate_module(engine, wasm)
     except wasmtime.WasmtimeError as e:
@@ -368,31 +368,34 @@ def _trial_output(allow_wasi: bool) -> Iterator[Path | None]:
 class _IdleValidation:
     """An input's validation on a thread of its own, at idle priority where the OS has one."""
 
-    def __init__(self, features: Features, wasm: bytes) -> None:
+    def __init__(self, features: Features, wasm: bytes, fallback: wasmtime.Engine) -> None:
         # One thread, not wasmtime's pool: the pool's threads would compete with the compile.
         config = engine_config(features, cache=False, stoppable=False, parallel=False)
         self._engine = wasmtime.Engine(config)
+        self._fallback = fallback
+        self._wasm = wasm
         self._error: InvalidModule | None = None
         self._thread = threading.Thread(
-            target=self._run, args=(wasm,), name="hatch-wizer validate", daemon=True
+            target=self._run, name="hatch-wizer validate", daemon=True
         )
         self._thread.start()
 
-    def _run(self, wasm: bytes) -> None:
+    def _run(self) -> None:
         if hasattr(os, "SCHED_IDLE"):  # Linux, where it applies to the calling thread only
             with suppress(OSError):
                 os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         try:
-            _validate(self._engine, wasm, "invalid module")
+            _validate(self._engine, self._wasm)
         except InvalidModule as e:
             self._error = e
 
-    def finish(self, validate: Callable[[], None]) -> None:
+    def finish(self) -> None:
         """Raise the validator's error if the input is invalid: the thread's, if it is done,
-        else `validate()`'s, at normal priority, here. On a machine that other work keeps
-        busy an idle thread may wait a long time for its turn; it is then left to end alone."""
+        else that of a validation here, at normal priority, on the `fallback` engine. On a
+        machine that other work keeps busy an idle thread may wait long for its turn; it is
+        then left to end alone."""
         if self._thread.is_alive():
-            validate()
+            _validate(self._fallback, self._wasm)
         elif self._error is not None:
             raise self._error
 
