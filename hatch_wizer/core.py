@@ -51,7 +51,9 @@ def instrument(wasm: bytes, options: WizenOptions | None = None) -> tuple[Module
     from .module.instrumentation import instrument_module
     from .wasm.parse import parse_module
 
-    return instrument_module(parse_module(wasm), options or WizenOptions())
+    options = options or WizenOptions()
+    options.check()
+    return instrument_module(parse_module(wasm), options)
 
 
 def snapshot(
@@ -86,6 +88,7 @@ def wizen(
     `report` gets one line per stage, options in them named by `names` (the flags unless a
     front end names them otherwise; see `errors.option()`)."""
     options = options or WizenOptions()
+    options.check()
     stage = _StageReporter(report, names)
     if not options.cache:  # nor the cache's imports (hashlib, json: ~4 ms of a cold CLI run)
         return _wizen_here_or_in_child(wasm, options, stage)

@@ -9,7 +9,6 @@ converter in `config.py` unless it is a boolean switch).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
 from typing import Final, NamedTuple
 
 from .options import Features
@@ -54,8 +53,8 @@ OPTIONS: Final[Mapping[str, Names]] = {
     "parallel_compilation": Names("-C parallel-compilation", "parallel-compilation"),
     "precompile": Names("--precompile", "precompile"),
     **{
-        f"features.{f.name}": Names(f"--wasm-{_dashed(f.name)}", f"wasm-{_dashed(f.name)}")
-        for f in fields(Features)
+        f"features.{name}": Names(f"--wasm-{_dashed(name)}", f"wasm-{_dashed(name)}")
+        for name in Features._fields
     },
 }
 

@@ -1,11 +1,16 @@
-"""The options of one wizening: a frozen value shared by the library, the CLI and the hooks."""
+"""The options of one wizening: a frozen value shared by the library, the CLI and the hooks.
+
+The records are NamedTuples, not frozen dataclasses, like the CLI's other records: importing
+`dataclasses` (with inspect, ast and dis) and creating these four as dataclasses took ~7 ms of
+a cold CLI run's ~19 above `import wasmtime` (benches/cli_overhead.py). Change one with
+`_replace()`, list its fields with `_fields`.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 from .errors import ConfigError
 
@@ -50,8 +55,7 @@ OPT_LEVELS = ("0", "1", "2", "s")
 COMPILERS = ("auto", "cranelift", "winch")
 
 
-@dataclass(frozen=True)
-class Preopen:
+class Preopen(NamedTuple):
     """A host directory made visible to WASI during init under `guest`."""
 
     guest: str
@@ -59,16 +63,14 @@ class Preopen:
     writable: bool = False
 
 
-@dataclass(frozen=True)
-class Preload:
+class Preload(NamedTuple):
     """A helper module instantiated first; its exports satisfy imports from module `name`."""
 
     name: str
     path: Path
 
 
-@dataclass(frozen=True)
-class Features:
+class Features(NamedTuple):
     """Wasm proposals enabled while validating and running init (all on by default)."""
 
     simd: bool = True
@@ -89,8 +91,7 @@ class Features:
     relaxed_simd_deterministic: bool = True
 
 
-@dataclass(frozen=True)
-class WizenOptions:
+class WizenOptions(NamedTuple):
     """Everything that decides the output bytes of `wizen()`.
 
     `renames` holds `(dst, src)` pairs: export `src` is renamed to `dst`, replacing any
@@ -114,7 +115,7 @@ class WizenOptions:
     # The initial working directory a component sees (wasi:cli/environment); preview 1 has
     # none, so modules are unaffected, as under `wasmtime wizer -S cwd`.
     wasi_cwd: str | None = None
-    features: Features = field(default_factory=Features)
+    features: Features = Features()
     # Data segments the output may hold in all, up to the engines' limit.
     max_data_segments: int = MAX_DATA_SEGMENTS
     # Seconds init may run before it is given up on; None means no limit.
@@ -140,9 +141,9 @@ class WizenOptions:
     # beside NAME.wasm, for `load_module()`. Front ends write it; `wizen()` itself ignores it.
     precompile: bool = False
 
-    def __post_init__(self) -> None:
-        # The front ends check their flags and keys first, naming them; this is for callers
-        # of the library.
+    def check(self) -> None:
+        """Raise ConfigError for a value out of range. `wizen()` checks its options; the front
+        ends check their flags and keys first, naming them."""
         if not segment_count_in_range(self.max_data_segments):
             raise ConfigError(
                 f"max_data_segments must be between 1 and {MAX_DATA_SEGMENTS} (the engines' "

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -51,7 +50,7 @@ def test_a_big_module_goes_to_a_child_and_a_small_one_does_not() -> None:
     assert child.in_child(BIG, OPTIONS)
     assert not child.in_child(wasm_of('(module (func (export "wizer-initialize")))'), OPTIONS)
     # Winch's code checks the epoch: a big module it compiles stays in the process.
-    assert not child.in_child(BIG, replace(OPTIONS, compiler="auto")) or not winch_available()
+    assert not child.in_child(BIG, OPTIONS._replace(compiler="auto")) or not winch_available()
 
 
 def test_big_bytes_that_are_not_wasm_fail_in_the_process(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from tests.test_project import make_project, run_get
 from tests.wasmtime_cli import wasmtime_cli
 
 BASE = WizenOptions()
-NO_SIMD = replace(BASE.features, simd=False, bulk_memory=False)
+NO_SIMD = BASE.features._replace(simd=False, bulk_memory=False)
 
 
 def options(*argv: str) -> WizenOptions:
@@ -30,52 +29,52 @@ def options(*argv: str) -> WizenOptions:
     ("argv", "expected"),
     [
         # The same settings in both generations' words.
-        (["--allow-wasi"], replace(BASE, allow_wasi=True)),
-        (["-S", "cli"], replace(BASE, allow_wasi=True)),
-        (["-Scli=y"], replace(BASE, allow_wasi=True)),
-        (["--wasm-simd=false", "--wasm-bulk-memory", "false"], replace(BASE, features=NO_SIMD)),
-        (["-W", "simd=n,bulk-memory=n"], replace(BASE, features=NO_SIMD)),
-        (["-Wsimd=no", "--wasm", "bulk-memory=false"], replace(BASE, features=NO_SIMD)),
-        (["--inherit-env"], replace(BASE, inherit_env=True)),
-        (["-Sinherit-env"], replace(BASE, inherit_env=True)),
-        (["--no-cache"], replace(BASE, cache=False)),
-        (["-C", "cache=n"], replace(BASE, cache=False)),
-        (["--compiler", "winch"], replace(BASE, compiler="winch")),
-        (["-C", "compiler=winch"], replace(BASE, compiler="winch")),
-        (["--init-timeout", "2.5"], replace(BASE, init_timeout=2.5)),
-        (["-W", "timeout=2500ms"], replace(BASE, init_timeout=2.5)),
-        (["-W", "timeout=3"], replace(BASE, init_timeout=3.0)),
-        (["-W", "timeout=0"], replace(BASE, init_timeout=None)),
-        (["--relaxed-simd-deterministic=false"], replace(BASE, features=replace(BASE.features, relaxed_simd_deterministic=False))),
-        (["-W", "relaxed-simd-deterministic=n"], replace(BASE, features=replace(BASE.features, relaxed_simd_deterministic=False))),
-        (["--keep-init-func"], replace(BASE, keep_init_func=True)),
-        (["--keep-init-func=true"], replace(BASE, keep_init_func=True)),
-        (["-f", "go", "-r", "a=b", "--rename-func=c=d"], replace(BASE, init_func="go", renames=(("a", "b"), ("c", "d")))),
-        (["--preload", "env=stub.wat"], replace(BASE, preloads=(Preload("env", Path("stub.wat")),))),
+        (["--allow-wasi"], BASE._replace(allow_wasi=True)),
+        (["-S", "cli"], BASE._replace(allow_wasi=True)),
+        (["-Scli=y"], BASE._replace(allow_wasi=True)),
+        (["--wasm-simd=false", "--wasm-bulk-memory", "false"], BASE._replace(features=NO_SIMD)),
+        (["-W", "simd=n,bulk-memory=n"], BASE._replace(features=NO_SIMD)),
+        (["-Wsimd=no", "--wasm", "bulk-memory=false"], BASE._replace(features=NO_SIMD)),
+        (["--inherit-env"], BASE._replace(inherit_env=True)),
+        (["-Sinherit-env"], BASE._replace(inherit_env=True)),
+        (["--no-cache"], BASE._replace(cache=False)),
+        (["-C", "cache=n"], BASE._replace(cache=False)),
+        (["--compiler", "winch"], BASE._replace(compiler="winch")),
+        (["-C", "compiler=winch"], BASE._replace(compiler="winch")),
+        (["--init-timeout", "2.5"], BASE._replace(init_timeout=2.5)),
+        (["-W", "timeout=2500ms"], BASE._replace(init_timeout=2.5)),
+        (["-W", "timeout=3"], BASE._replace(init_timeout=3.0)),
+        (["-W", "timeout=0"], BASE._replace(init_timeout=None)),
+        (["--relaxed-simd-deterministic=false"], BASE._replace(features=BASE.features._replace(relaxed_simd_deterministic=False))),
+        (["-W", "relaxed-simd-deterministic=n"], BASE._replace(features=BASE.features._replace(relaxed_simd_deterministic=False))),
+        (["--keep-init-func"], BASE._replace(keep_init_func=True)),
+        (["--keep-init-func=true"], BASE._replace(keep_init_func=True)),
+        (["-f", "go", "-r", "a=b", "--rename-func=c=d"], BASE._replace(init_func="go", renames=(("a", "b"), ("c", "d")))),
+        (["--preload", "env=stub.wat"], BASE._replace(preloads=(Preload("env", Path("stub.wat")),))),
         # --dir: a bare DIR means the same in both; HOST::GUEST is `wasmtime wizer`'s form
         # (and the reverse of Wizer 11's --mapdir GUEST::HOST).
-        (["--dir", "data"], replace(BASE, preopens=(Preopen("data", Path("data")),))),
-        (["--dir", "host/d::/g"], replace(BASE, preopens=(Preopen("/g", Path("host/d")),))),
-        (["--mapdir", "/g::host/d"], replace(BASE, preopens=(Preopen("/g", Path("host/d")),))),
-        (["--dir-rw", "h::/g"], replace(BASE, preopens=(Preopen("/g", Path("h"), writable=True),))),
+        (["--dir", "data"], BASE._replace(preopens=(Preopen("data", Path("data")),))),
+        (["--dir", "host/d::/g"], BASE._replace(preopens=(Preopen("/g", Path("host/d")),))),
+        (["--mapdir", "/g::host/d"], BASE._replace(preopens=(Preopen("/g", Path("host/d")),))),
+        (["--dir-rw", "h::/g"], BASE._replace(preopens=(Preopen("/g", Path("h"), writable=True),))),
         # wasmtime-only settings.
-        (["-S", "inherit-stdin=n,inherit-stdout=n"], replace(BASE, inherit_stdin=False, inherit_stdout=False)),
-        (["-S", "inherit-stderr=n"], replace(BASE, inherit_stderr=False)),
+        (["-S", "inherit-stdin=n,inherit-stdout=n"], BASE._replace(inherit_stdin=False, inherit_stdout=False)),
+        (["-S", "inherit-stderr=n"], BASE._replace(inherit_stderr=False)),
         (["-S", "preview2"], BASE),
-        (["-S", "cwd=/app"], replace(BASE, wasi_cwd="/app")),
-        (["-C", "parallel-compilation=n"], replace(BASE, parallel_compilation=False)),
-        (["-O", "opt-level=0"], replace(BASE, opt_level="0")),
-        (["-Oopt-level=s"], replace(BASE, opt_level="s")),
+        (["-S", "cwd=/app"], BASE._replace(wasi_cwd="/app")),
+        (["-C", "parallel-compilation=n"], BASE._replace(parallel_compilation=False)),
+        (["-O", "opt-level=0"], BASE._replace(opt_level="0")),
+        (["-Oopt-level=s"], BASE._replace(opt_level="s")),
         (["-W", "component-model"], BASE),
-        (["-W", "all-proposals=n"], replace(BASE, features=Features(**{f: False for f in ("simd", "relaxed_simd", "bulk_memory", "reference_types", "multi_memory", "multi_value", "memory64", "threads", "tail_call", "exceptions", "gc", "function_references", "wide_arithmetic", "custom_page_sizes")}))),
+        (["-W", "all-proposals=n"], BASE._replace(features=Features(**{f: False for f in ("simd", "relaxed_simd", "bulk_memory", "reference_types", "multi_memory", "multi_value", "memory64", "threads", "tail_call", "exceptions", "gc", "function_references", "wide_arithmetic", "custom_page_sizes")}))),
         # Unknown imports: Wizer 11's trapping stubs stay the default; =n is wasmtime's strict.
-        ([], replace(BASE, unknown_imports="trap")),
-        (["-W", "unknown-imports-trap"], replace(BASE, unknown_imports="trap")),
-        (["-W", "unknown-imports-trap=n"], replace(BASE, unknown_imports="reject")),
-        (["--unknown-imports", "reject"], replace(BASE, unknown_imports="reject")),
-        (["-W", "unknown-imports-default"], replace(BASE, unknown_imports="default")),
-        (["-W", "unknown-imports-default", "-W", "unknown-imports-default=n"], replace(BASE, unknown_imports="reject")),
-        (["-W", "unknown-imports-default=n"], replace(BASE, unknown_imports="trap")),
+        ([], BASE._replace(unknown_imports="trap")),
+        (["-W", "unknown-imports-trap"], BASE._replace(unknown_imports="trap")),
+        (["-W", "unknown-imports-trap=n"], BASE._replace(unknown_imports="reject")),
+        (["--unknown-imports", "reject"], BASE._replace(unknown_imports="reject")),
+        (["-W", "unknown-imports-default"], BASE._replace(unknown_imports="default")),
+        (["-W", "unknown-imports-default", "-W", "unknown-imports-default=n"], BASE._replace(unknown_imports="reject")),
+        (["-W", "unknown-imports-default=n"], BASE._replace(unknown_imports="trap")),
         # Repeated flags: the last one wins, whichever form each is in.
         (["-W", "simd=n", "-W", "simd=y"], BASE),
         (["-W", "simd=n", "--wasm-simd=true"], BASE),
@@ -204,10 +203,10 @@ def test_config_keys_for_the_same_options() -> None:
     }  # fmt: skip
     config = load_config({"tool": {"wizer": table}}, Path("/project"))
     assert config is not None
-    assert config.modules[0].options == replace(
-        BUILD_DEFAULTS, unknown_imports="reject", inherit_stdout=False, inherit_stdin=False,
+    assert config.modules[0].options == BUILD_DEFAULTS._replace(
+        unknown_imports="reject", inherit_stdout=False, inherit_stdin=False,
         inherit_stderr=False, parallel_compilation=False, compiler="winch", opt_level="0",
-        wasi_cwd="/app", features=replace(BASE.features, relaxed_simd_deterministic=False),
+        wasi_cwd="/app", features=BASE.features._replace(relaxed_simd_deterministic=False),
     )  # fmt: skip
     assert config.modules[0].options == apply_argv(
         BUILD_DEFAULTS, "--unknown-imports", "reject", "-S", "inherit-stdout=n,inherit-stdin=n",

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import wasmtime
 
-from hatch_wizer import Preload, WizenOptions, WizerError, wizen
+from hatch_wizer import Preload, WizenOptions, WizerError, instrument, wizen
 from hatch_wizer.errors import ConfigError, InitError, InvalidModule, UnsupportedModule
 from hatch_wizer.wasm.parse import parse_module
 from tests.harness import assert_same_behaviour, observe, trap_unknown_imports, wasm_of
@@ -153,6 +153,26 @@ def test_renames_follow_wizer_semantics() -> None:
 def test_bad_renames_are_errors(renames: tuple[tuple[str, str], ...], message: str) -> None:
     with pytest.raises(WizerError, match=message):
         wizen(wasm_of(RENAME_WAT), WizenOptions(renames=renames, cache=False))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"max_data_segments": 0}, r"^max_data_segments must be between 1 and 100000 .*not 0$"),
+        ({"init_timeout": -1.0}, r"^init_timeout must be a positive number .*not -1.0$"),
+        ({"unknown_imports": "ignore"}, r"^unknown_imports must be one of trap, reject, default"),
+        ({"compiler": "llvm"}, r"^compiler must be one of auto, cranelift, winch, not 'llvm'$"),
+        ({"opt_level": "3"}, r"^opt_level must be one of 0, 1, 2, s or None, not '3'$"),
+    ],
+)
+def test_options_out_of_range_are_refused_before_any_work(
+    change: dict[str, Any], message: str
+) -> None:
+    options = WizenOptions(cache=False)._replace(**change)
+    with pytest.raises(ConfigError, match=message):
+        wizen(b"not wasm", options)  # the options are checked before the bytes are
+    with pytest.raises(ConfigError, match=message):
+        instrument(wasm_of(RENAME_WAT), options)
 
 
 def test_bulk_memory_passive_segments_survive_for_run_time_memory_init() -> None:

@@ -6,7 +6,6 @@ The hatch hook, the setuptools plugin and `hatch-wizer build` all call `load_con
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import re
 import tomllib
@@ -292,8 +291,8 @@ def _apply(
         else:
             changes[field] = _bool(value, at)
     if features:
-        changes["features"] = dataclasses.replace(base.features, **features)
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+        changes["features"] = base.features._replace(**features)
+    return base._replace(**changes)  # type: ignore[arg-type]
 
 
 def _conv_init_func(value: object, at: str, root: Path) -> object:

@@ -14,7 +14,6 @@ import argparse
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeVar
 
@@ -57,10 +56,10 @@ def apply(base: WizenOptions, changes: Iterable[Change]) -> WizenOptions:
         name, _, feature = change.field.partition(".")
         if feature:
             old = options.features
-            new = replace(old, **{feature: change.update(getattr(old, feature))})
-            options = replace(options, features=new)
+            new = old._replace(**{feature: change.update(getattr(old, feature))})
+            options = options._replace(features=new)
         else:
-            options = replace(options, **{name: change.update(getattr(options, name))})
+            options = options._replace(**{name: change.update(getattr(options, name))})
     return options
 
 
@@ -203,7 +202,7 @@ def _choice_flag(names: tuple[str, ...], field: str, values: tuple[str, ...], he
 
 # Wasm proposals: every Features field but the relaxed SIMD profile.
 _PROPOSALS: Final = tuple(
-    "features." + f.name for f in fields(Features) if f.name != "relaxed_simd_deterministic"
+    "features." + name for name in Features._fields if name != "relaxed_simd_deterministic"
 )
 _FEATURE_FLAGS: Final = tuple(
     _bool_flag((OPTIONS[name].flag,), name, argparse.SUPPRESS) for name in _PROPOSALS

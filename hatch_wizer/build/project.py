@@ -335,7 +335,7 @@ def _build(
 
 def _without_precompile(module: ModuleFile) -> ModuleFile:
     """`module` with precompile off (in place: no .cwasm goes into the source tree)."""
-    options = replace(module.spec.options, precompile=False)
+    options = module.spec.options._replace(precompile=False)
     return replace(module, spec=replace(module.spec, options=options))
 
 

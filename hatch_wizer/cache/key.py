@@ -10,7 +10,6 @@ unchanged files would never hit).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -41,9 +40,10 @@ def result_key(wasm: bytes, options: WizenOptions) -> str:
     """sha256 of everything that decides `wizen(wasm, options)`'s output."""
     settings = {
         k: v
-        for k, v in dataclasses.asdict(options).items()
+        for k, v in options._asdict().items()
         if k not in (*_NOT_IN_KEY, "preopens", "preloads", "env")
     }
+    settings["features"] = options.features._asdict()  # by name, not as a JSON array
     doc = {
         "tool": [__version__, _code_hash()],
         "input": hashlib.sha256(wasm).hexdigest(),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 import re
-from dataclasses import replace
 
 import wasmtime
 
@@ -49,7 +48,7 @@ def engine_config(
     opt_level: str = "speed",
 ) -> wasmtime.Config:
     if winch:
-        features = replace(features, **dict.fromkeys(_NOT_IN_WINCH, False))
+        features = features._replace(**dict.fromkeys(_NOT_IN_WINCH, False))
     config = wasmtime.Config()
     if winch:
         api.set_winch(config)
