@@ -146,12 +146,3 @@ def test_speed_options_leave_the_output_alone() -> None:
         options(opt_level="s"),
     ):
         assert wizen(wasm, tuned) == plain
-
-
-def test_library_callers_get_a_clear_error_for_a_bad_policy_or_level() -> None:
-    with pytest.raises(ConfigError, match="unknown_imports must be one of trap, reject, default"):
-        WizenOptions(unknown_imports="strict")
-    with pytest.raises(ConfigError, match="opt_level must be one of 0, 1, 2, s or None"):
-        WizenOptions(opt_level="3")
-    with pytest.raises(ConfigError, match="compiler must be one of auto, cranelift, winch"):
-        WizenOptions(compiler="llvm")

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from hatch_wizer import WizenOptions, files
-from hatch_wizer.errors import ConfigError, InvalidModule, WizerError
+from hatch_wizer import files
+from hatch_wizer.errors import InvalidModule, WizerError
 from tests.harness import instantiate_wasi, wasm_of
 
 # Init prints a line to stdout and fills 1 MiB of memory: the output outgrows a pipe's buffer.
@@ -462,9 +462,3 @@ def test_numeric_keys_out_of_range_name_the_key(tmp_path: Path, key: str, messag
     assert result.returncode == 1
     assert result.stderr.decode() == f"hatch-wizer build: error: tool.wizer.{message}\n"
     assert not (tmp_path / "build").exists()
-
-
-def test_library_options_out_of_range_are_config_errors() -> None:
-    for bad in ({"init_timeout": -1.0}, {"init_timeout": float("inf")}, {"max_data_segments": 0}):
-        with pytest.raises(ConfigError, match=next(iter(bad))):
-            WizenOptions(**bad)  # type: ignore[arg-type]

@@ -160,6 +160,7 @@ def test_bad_renames_are_errors(renames: tuple[tuple[str, str], ...], message: s
     [
         ({"max_data_segments": 0}, r"^max_data_segments must be between 1 and 100000 .*not 0$"),
         ({"init_timeout": -1.0}, r"^init_timeout must be a positive number .*not -1.0$"),
+        ({"init_timeout": float("inf")}, r"^init_timeout must be a positive number .*not inf$"),
         ({"unknown_imports": "ignore"}, r"^unknown_imports must be one of trap, reject, default"),
         ({"compiler": "llvm"}, r"^compiler must be one of auto, cranelift, winch, not 'llvm'$"),
         ({"opt_level": "3"}, r"^opt_level must be one of 0, 1, 2, s or None, not '3'$"),
