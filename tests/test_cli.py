@@ -191,9 +191,30 @@ def test_an_uncached_core_module_loads_only_what_its_run_needs(module: Path, tmp
     assert parse_module(out.read_bytes()).exports
 
 
+def test_a_first_cached_wasi_run_loads_no_dataclasses_tempfile_or_shutil(
+    module: Path, tmp_path: Path
+) -> None:
+    # The default run of a small WASI module: a cold result cache, a Winch trial whose output
+    # waits in memory (not in temp files) until it is known to count.
+    unneeded = ("dataclasses", "tempfile", "shutil")
+    out = tmp_path / "out.wasm"
+    code = (
+        "import sys; from hatch_wizer.build.cli import main; status = main(sys.argv[1:]); "
+        "from hatch_wizer.core import wait_for_cache_writers; wait_for_cache_writers(); "
+        f"print(status, [m for m in {unneeded!r} if m in sys.modules])"
+    )
+    args = [str(module), "-o", str(out), "--allow-wasi", "-q"]
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], stdin=subprocess.DEVNULL, capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.stdout == b"hi from init\n0 []\n", result.stderr.decode()
+    assert parse_module(out.read_bytes()).exports
+
+
 def test_a_module_without_wasi_loads_no_wasi_host(tmp_path: Path) -> None:
-    # WASI's host (and tempfile, for a trial's captured output) only for modules that link
-    # it, and argparse's help formatter without shutil (nor its zlib, bz2, lzma).
+    # WASI's host only for modules that link it, and argparse's help formatter without
+    # shutil (nor its zlib, bz2, lzma).
     small = tmp_path / "small.wat"
     small.write_text('(module (global (export "g") (mut i32) (i32.const 0))'
                      ' (func (export "wizer-initialize") (global.set 0 (i32.const 7))))')  # fmt: skip

@@ -19,7 +19,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -51,7 +50,6 @@ class _BadEntry(Exception):
     """An entry that must not be reused; the message says why."""
 
 
-@dataclass(frozen=True)
 class ResultCache:
     """Outputs by `result_key`, in `$HATCH_WIZER_CACHE_DIR` or `$XDG_CACHE_HOME/hatch-wizer`.
 
@@ -59,8 +57,11 @@ class ResultCache:
     `say` gets the warnings (a bad entry, a directory not private to the user).
     """
 
-    root: Path
-    say: Say = field(default=_quiet, compare=False, repr=False)
+    # A plain class, not a dataclass: every cached CLI run loads this module, and `dataclasses`
+    # (with inspect, ast and dis) is ~5 ms of its start (see options.py).
+    def __init__(self, root: Path, say: Say = _quiet) -> None:
+        self.root = root
+        self.say = say
 
     @classmethod
     def for_options(cls, options: WizenOptions, say: Say = _quiet) -> ResultCache | None:

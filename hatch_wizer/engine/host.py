@@ -4,7 +4,6 @@ functions over WASI's (see `wasi.py`)."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 from pathlib import Path
 
 import wasmtime
@@ -16,29 +15,33 @@ from .wasi import WASI_MODULE, Errno, WasiHost
 from .wasmtime_api import preopen_dir
 
 __all__ = [
+    "CapturedOutput",
     "define_wasi_host",
     "reject_unprovided",
-    "replay_output",
     "unprovided_imports",
     "wasi_config",
 ]
 
 
-def replay_output(captured: Path) -> None:
-    """Show what the kept trial wrote to stdout and stderr (a closed stdout drops it, as it
-    would have dropped the guest's own writes)."""
-    for name, fd in (("stdout", 1), ("stderr", 2)):
-        path = captured / name
-        if path.exists() and path.stat().st_size:
-            with (
-                contextlib.suppress(OSError),
-                path.open("rb") as src,
-                open(fd, "wb", closefd=False) as dst,
-            ):
-                shutil.copyfileobj(src, dst)
+class CapturedOutput:
+    """What a trial init writes to stdout and stderr, held in memory until the trial is known
+    to count (a trial is a small module's init, which writes little)."""
+
+    def __init__(self) -> None:
+        self.stdout: list[bytes] = []
+        self.stderr: list[bytes] = []
+
+    def replay(self) -> None:
+        """Show it (a closed stdout drops it, as it would have dropped the guest's own writes)."""
+        for chunks, fd in ((self.stdout, 1), (self.stderr, 2)):
+            if chunks:
+                with contextlib.suppress(OSError), open(fd, "wb", closefd=False) as stream:
+                    stream.write(b"".join(chunks))
 
 
-def wasi_config(options: WizenOptions, captured: Path | None = None) -> wasmtime.WasiConfig:
+def wasi_config(
+    options: WizenOptions, captured: CapturedOutput | None = None
+) -> wasmtime.WasiConfig:
     wasi = wasmtime.WasiConfig()
     if options.reproducible and options.inherit_env:
         raise ConfigError(
@@ -49,12 +52,12 @@ def wasi_config(options: WizenOptions, captured: Path | None = None) -> wasmtime
         wasi.inherit_stdin()
     if options.inherit_stdio and options.inherit_stdout:
         if captured:
-            wasi.stdout_file = str(captured / "stdout")
+            wasi.stdout_custom = captured.stdout.append
         else:
             wasi.inherit_stdout()
     if options.inherit_stdio and options.inherit_stderr:
         if captured:
-            wasi.stderr_file = str(captured / "stderr")
+            wasi.stderr_custom = captured.stderr.append
         else:
             wasi.inherit_stderr()
     wasi.env = init_environ(options)

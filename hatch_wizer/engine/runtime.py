@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import wasmtime
 
@@ -28,6 +28,9 @@ from .compile import engine_config, one_line, uses_reference_types, winch_availa
 from .instance import WasmtimeState
 from .interrupts import INIT_GROUP, process_ends_with_run
 from .rival import Overtaken, Rival, worth_a_rival
+
+if TYPE_CHECKING:
+    from .host import CapturedOutput  # WASI's host loads only for modules that link it
 
 __all__ = ["Runtime"]
 
@@ -169,18 +172,16 @@ class Runtime:
         if rival is None:
             return self._initialize(context, module)
         overtaken = False
-        with _trial_output(self.options.allow_wasi) as captured:
-            try:
-                state = self._initialize(context, module, captured=captured)
-            except Overtaken:
-                overtaken = True
-            finally:
-                self._rival = None
-                rival.settle()  # from here on, the rival changes nothing
-                if not overtaken and captured:  # the run that counts, finished or failed
-                    from .host import replay_output
-
-                    replay_output(captured)
+        captured = _trial_output(self.options.allow_wasi)
+        try:
+            state = self._initialize(context, module, captured=captured)
+        except Overtaken:
+            overtaken = True
+        finally:
+            self._rival = None
+            rival.settle()  # from here on, the rival changes nothing
+            if not overtaken and captured:  # the run that counts, finished or failed
+                captured.replay()
         if not overtaken:
             # A rival that finished after init did may have ticked the epoch.
             state.store.set_epoch_deadline(1)
@@ -190,7 +191,10 @@ class Runtime:
         return self._initialize(context, rival.module)
 
     def _initialize(
-        self, context: ModuleContext, module: wasmtime.Module, captured: Path | None = None
+        self,
+        context: ModuleContext,
+        module: wasmtime.Module,
+        captured: CapturedOutput | None = None,
     ) -> WasmtimeState:
         store = wasmtime.Store(self.run_engine)
         store.set_epoch_deadline(1)
@@ -352,17 +356,14 @@ def _validate(engine: wasmtime.Engine, wasm: bytes, what: str = _INVALID) -> Non
         raise InvalidModule(f"{what}: {one_line(e)}") from None
 
 
-@contextmanager
-def _trial_output(allow_wasi: bool) -> Iterator[Path | None]:
-    """Where a trial's WASI stdout and stderr wait until it is known to count (then
-    `replay_output`); a module without WASI writes none."""
+def _trial_output(allow_wasi: bool) -> CapturedOutput | None:
+    """Where a trial's WASI stdout and stderr wait until it is known to count; a module
+    without WASI writes none."""
     if not allow_wasi:
-        yield None
-        return
-    import tempfile
+        return None
+    from .host import CapturedOutput
 
-    with tempfile.TemporaryDirectory(prefix="hatch-wizer-") as tmp:
-        yield Path(tmp)
+    return CapturedOutput()
 
 
 class _IdleValidation:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Final
 
@@ -63,12 +62,14 @@ _REAL_CLOCKS: Final[Mapping[Clock, Callable[[], int]]] = {
 }
 
 
-@dataclass
+# Plain classes, not dataclasses: every module that links WASI loads this one, and
+# `dataclasses` (with inspect, ast and dis) is ~5 ms of a cold CLI run (see options.py).
 class HostCalls:
     """How often init read a clock or asked for random bytes."""
 
-    clock: int = 0
-    random: int = 0
+    def __init__(self) -> None:
+        self.clock = 0
+        self.random = 0
 
     def warning(self) -> str | None:
         """One line for a build log when init observed the build machine, else None."""
@@ -89,17 +90,17 @@ def _times(n: int) -> str:
     return "once" if n == 1 else f"{n} times"
 
 
-@dataclass
 class WasiHost:
     """The state behind `clock_time_get`, `clock_res_get` and `random_get` for one init run."""
 
-    reproducible: bool
-    epoch_ns: int = 0
-    seed: bytes = DEFAULT_SEED
-    calls: HostCalls = field(default_factory=HostCalls)
-    _clocks: dict[Clock, int] = field(default_factory=dict)
-    _stream: bytearray = field(default_factory=bytearray)
-    _block: int = 0
+    def __init__(self, reproducible: bool, epoch_ns: int = 0, seed: bytes = DEFAULT_SEED) -> None:
+        self.reproducible = reproducible
+        self.epoch_ns = epoch_ns
+        self.seed = seed
+        self.calls = HostCalls()
+        self._clocks: dict[Clock, int] = {}
+        self._stream = bytearray()
+        self._block = 0
 
     @classmethod
     def for_build(
