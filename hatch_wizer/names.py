@@ -50,6 +50,7 @@ OPTIONS: Final[Mapping[str, Names]] = {
     "wasi_cwd": Names("-S cwd", "wasi-cwd"),
     "compiler": Names("--compiler", "compiler"),
     "opt_level": Names("-O opt-level", "opt-level"),
+    "regalloc_algorithm": Names("-O regalloc-algorithm", "regalloc-algorithm"),
     "parallel_compilation": Names("-C parallel-compilation", "parallel-compilation"),
     "precompile": Names("--precompile", "precompile"),
     **{

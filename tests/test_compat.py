@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 import setuptools
+import wasmtime
 
 from hatch_wizer.build import setuptools_plugin
 from hatch_wizer.build.cli import main
 from hatch_wizer.engine import wasmtime_api as api
+from hatch_wizer.engine.compile import engine_config
 from hatch_wizer.errors import ConfigError, UnsupportedWasmtime
+from hatch_wizer.options import Features
 
 ROOT = Path(__file__).parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -133,3 +136,15 @@ def test_no_module_but_the_adapter_reaches_into_wasmtime() -> None:
         if private.search(line.split("#", 1)[0])
     ]
     assert not offenders
+
+
+def test_the_single_pass_allocator_reaches_cranelift() -> None:
+    # Through Config.cranelift_flag_set from wasmtime-py 45, its C function on 44 (the oldest
+    # venv of .ci/run): the compiled artifact records Cranelift's settings.
+    wasm = wasmtime.wat2wasm('(module (func (export "f") (param i32) (result i32) local.get 0))')
+
+    def compiled(regalloc: str) -> bytes:
+        config = engine_config(Features(), cache=False, stoppable=False, regalloc=regalloc)
+        return wasmtime.Module(wasmtime.Engine(config), wasm).serialize()
+
+    assert compiled("single-pass") != compiled("backtracking") == compiled("backtracking")

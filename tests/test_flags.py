@@ -65,6 +65,8 @@ def options(*argv: str) -> WizenOptions:
         (["-C", "parallel-compilation=n"], BASE._replace(parallel_compilation=False)),
         (["-O", "opt-level=0"], BASE._replace(opt_level="0")),
         (["-Oopt-level=s"], BASE._replace(opt_level="s")),
+        (["-O", "regalloc-algorithm=single-pass"], BASE._replace(regalloc_algorithm="single-pass")),
+        (["-O", "opt-level=0,regalloc-algorithm=backtracking"], BASE._replace(opt_level="0")),
         (["-W", "component-model"], BASE),
         (["-W", "all-proposals=n"], BASE._replace(features=Features(**{f: False for f in ("simd", "relaxed_simd", "bulk_memory", "reference_types", "multi_memory", "multi_value", "memory64", "threads", "tail_call", "exceptions", "gc", "function_references", "wide_arithmetic", "custom_page_sizes")}))),
         # Unknown imports: Wizer 11's trapping stubs stay the default; =n is wasmtime's strict.
@@ -109,6 +111,7 @@ def test_bare_env_name_passes_the_host_value(monkeypatch: pytest.MonkeyPatch) ->
         (["-W", "timeout"], "-W timeout needs a value"),
         (["-W", "timeout=1.5h"], "-W timeout expects a duration"),
         (["-O", "opt-level=3"], "-O opt-level expects one of 0, 1, 2, s, not `3`"),
+        (["-O", "regalloc-algorithm=fast"], "-O regalloc-algorithm expects one of backtracking, single-pass, not `fast`"),
         (["-S", "preview2=n"], "-S preview2=n cannot be honoured"),
         (["-W", "component-model=n"], "-W component-model=n cannot be honoured"),
         (["-R", "path=trace"], "-R is a `wasmtime wizer` option that hatch-wizer cannot honour"),
@@ -199,7 +202,7 @@ def test_config_keys_for_the_same_options() -> None:
         "modules": ["m.wasm"], "unknown-imports": "reject", "inherit-stdout": False,
         "inherit-stdin": False, "inherit-stderr": False, "parallel-compilation": False,
         "compiler": "winch", "opt-level": 0, "wasi-cwd": "/app",
-        "wasm-relaxed-simd-deterministic": False,
+        "wasm-relaxed-simd-deterministic": False, "regalloc-algorithm": "single-pass",
     }  # fmt: skip
     config = load_config({"tool": {"wizer": table}}, Path("/project"))
     assert config is not None
@@ -207,11 +210,12 @@ def test_config_keys_for_the_same_options() -> None:
         unknown_imports="reject", inherit_stdout=False, inherit_stdin=False,
         inherit_stderr=False, parallel_compilation=False, compiler="winch", opt_level="0",
         wasi_cwd="/app", features=BASE.features._replace(relaxed_simd_deterministic=False),
+        regalloc_algorithm="single-pass",
     )  # fmt: skip
     assert config.modules[0].options == apply_argv(
         BUILD_DEFAULTS, "--unknown-imports", "reject", "-S", "inherit-stdout=n,inherit-stdin=n",
         "-Sinherit-stderr=n", "-C", "parallel-compilation=n,compiler=winch", "-O", "opt-level=0",
-        "-S", "cwd=/app", "-W", "relaxed-simd-deterministic=n",
+        "-S", "cwd=/app", "-W", "relaxed-simd-deterministic=n", "-O", "regalloc-algorithm=single-pass",
     )  # fmt: skip
 
 
@@ -220,6 +224,7 @@ def test_config_keys_for_the_same_options() -> None:
     [
         ("unknown-imports", "strict", "tool.wizer.unknown-imports must be one of 'trap', 'reject', 'default'"),
         ("opt-level", 3, "tool.wizer.opt-level must be one of '0', '1', '2', 's'"),
+        ("regalloc-algorithm", "fast", "tool.wizer.regalloc-algorithm must be one of 'backtracking', 'single-pass'"),
         ("compiler", True, "tool.wizer.compiler must be a string"),
         ("inherit-stdout", "no", "tool.wizer.inherit-stdout must be a boolean"),
     ],

@@ -48,6 +48,15 @@ def test_wizened_quickjs_answers_from_its_snapshot(qjs: bytes) -> None:
     assert "wizer-initialize" not in exports and "_initialize" not in exports
 
 
+def test_single_pass_cranelift_changes_the_init_runs_code_not_the_snapshot(qjs: bytes) -> None:
+    base = WizenOptions(
+        allow_wasi=True, inherit_stdio=False, cache=False, reproducible=True, compiler="cranelift"
+    )
+    out = wizen(qjs, base._replace(regalloc_algorithm="single-pass"))
+    assert out == wizen(qjs, base)
+    assert run_check(out, init=[]) == run_check(qjs, init=["_initialize", "wizer-initialize"])
+
+
 def test_quickjs_with_renames_and_the_init_func_kept(qjs: bytes) -> None:
     options = WizenOptions(
         allow_wasi=True,

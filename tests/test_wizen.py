@@ -164,6 +164,7 @@ def test_bad_renames_are_errors(renames: tuple[tuple[str, str], ...], message: s
         ({"unknown_imports": "ignore"}, r"^unknown_imports must be one of trap, reject, default"),
         ({"compiler": "llvm"}, r"^compiler must be one of auto, cranelift, winch, not 'llvm'$"),
         ({"opt_level": "3"}, r"^opt_level must be one of 0, 1, 2, s or None, not '3'$"),
+        ({"regalloc_algorithm": "fast"}, r"^regalloc_algorithm must be one of backtracking, single-pass, not 'fast'$"),
     ],
 )
 def test_options_out_of_range_are_refused_before_any_work(

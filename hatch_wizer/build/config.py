@@ -20,6 +20,7 @@ from ..options import (
     COMPILERS,
     MAX_DATA_SEGMENTS,
     OPT_LEVELS,
+    REGALLOC_ALGORITHMS,
     UNKNOWN_IMPORT_POLICIES,
     Preload,
     Preopen,
@@ -387,6 +388,7 @@ _CONVERTERS: Final[Mapping[str, _Converter]] = {
     "unknown-imports": _choice_converter(UNKNOWN_IMPORT_POLICIES),
     "compiler": _choice_converter(COMPILERS),
     "opt-level": _choice_converter(OPT_LEVELS),
+    "regalloc-algorithm": _choice_converter(REGALLOC_ALGORITHMS),
 }
 
 

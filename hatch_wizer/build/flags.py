@@ -24,6 +24,7 @@ from ..options import (
     DEFAULT_INIT_FUNC,
     MAX_DATA_SEGMENTS,
     OPT_LEVELS,
+    REGALLOC_ALGORITHMS,
     UNKNOWN_IMPORT_POLICIES,
     Features,
     Preload,
@@ -478,6 +479,11 @@ OPTIMIZE_KEYS: Final[Mapping[str, Key]] = {
         "opt_level",
         {level: level for level in OPT_LEVELS},
     ),
+    "regalloc-algorithm": _choice_key(
+        "Cranelift's register allocator for the init run (single-pass: faster to compile)",
+        "regalloc_algorithm",
+        {name: name for name in REGALLOC_ALGORITHMS},
+    ),
 }
 
 
@@ -570,7 +576,7 @@ GROUPS: Final[tuple[Group, ...]] = (
         "optimize",
         OPTIMIZE_KEYS,
         _names(
-            "regalloc-algorithm memory-may-move memory-reservation memory-reservation-for-growth "
+            "memory-may-move memory-reservation memory-reservation-for-growth "
             "memory-guard-size gc-heap-may-move gc-heap-reservation "
             "gc-heap-reservation-for-growth gc-heap-guard-size gc-heap-initial-size "
             "guard-before-linear-memory table-lazy-init pooling-allocator "

@@ -27,8 +27,8 @@ __all__ = ["file_hash", "result_key", "tree_hash"]
 
 # Options that change how the output is made, never what it is.
 _NOT_IN_KEY: Final = (
-    "cache", "compiler", "opt_level", "parallel_compilation", "init_timeout", "check_determinism",
-    "precompile",
+    "cache", "compiler", "opt_level", "regalloc_algorithm", "parallel_compilation", "init_timeout",
+    "check_determinism", "precompile",
 )
 # Files are hashed this much at a time, so a huge one costs time but no memory.
 _CHUNK: Final = 1 << 20

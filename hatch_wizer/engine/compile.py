@@ -46,6 +46,7 @@ def engine_config(
     winch: bool = False,
     parallel: bool = True,
     opt_level: str = "speed",
+    regalloc: str = "backtracking",
 ) -> wasmtime.Config:
     if winch:
         features = features._replace(**dict.fromkeys(_NOT_IN_WINCH, False))
@@ -76,6 +77,8 @@ def engine_config(
     api.set_config(config, "native_unwind_info", False)
     if opt_level != "speed":
         config.cranelift_opt_level = opt_level
+    if regalloc == "single-pass" and not winch:
+        api.set_cranelift_flag(config, "regalloc_algorithm", "single_pass")
     if cache:
         config.cache = True
     return config

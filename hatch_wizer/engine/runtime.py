@@ -92,7 +92,8 @@ class Runtime:
         options = self.options
         # A rival compiles on one core, beside the init, and is not worth caching.
         # Cranelift compiles for one init run: unoptimized, like Winch, it compiles CPython in
-        # 43 s instead of 51. The rival, and a `cranelift` asked for by name, want fast code.
+        # 43 s instead of 51. The rival, and a `cranelift` asked for by name, want fast code
+        # (the rival with the allocator that makes it).
         return wasmtime.Engine(
             engine_config(
                 options.features,
@@ -101,6 +102,7 @@ class Runtime:
                 winch=winch,
                 parallel=options.parallel_compilation and not rival,
                 opt_level="speed" if rival else _opt_level(options),
+                regalloc="backtracking" if rival else options.regalloc_algorithm,
             )
         )
 

@@ -27,10 +27,10 @@ The internals that remain, each because no public API does the job:
 - `component.VariantType._tagged()`: whether wasmtime-py wants a `Variant` for a case.
 
 Public API that differs inside the range is bridged here too: 44 lacks `Linker.
-define_unknown_imports_as_traps` and `..._as_default_values` and the `Config` properties of
-the newer proposals (all fall back to the C functions that 45 wraps); `WasiConfig.preopen_dir`
-takes permission enums before 48 and a bool since; component type maps hold `ComponentExtern`s
-since 49.
+define_unknown_imports_as_traps` and `..._as_default_values`, `Config.cranelift_flag_set` and
+the `Config` properties of the newer proposals (all fall back to the C functions that 45
+wraps); `WasiConfig.preopen_dir` takes permission enums before 48 and a bool since; component
+type maps hold `ComponentExtern`s since 49.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ __all__ = [
     "require",
     "require_component",
     "set_config",
+    "set_cranelift_flag",
     "set_winch",
     "validate_module",
     "variant_is_tagged",
@@ -81,6 +82,7 @@ EXNREF = 8
 
 _FFI = (
     "wasmtime_config_strategy_set",
+    "wasmtime_config_cranelift_flag_set",
     "wasmtime_module_new",
     "wasmtime_module_validate",
     "wasmtime_module_t",
@@ -199,6 +201,16 @@ def set_config(config: wasmtime.Config, name: str, value: bool) -> None:
         setattr(config, name, value)
     else:
         getattr(require(), _config_setter(name))(config.ptr(), value)
+
+
+def set_cranelift_flag(config: wasmtime.Config, key: str, value: str) -> None:
+    """Cranelift's setting `key`: `Config.cranelift_flag_set`, or before 45 the C function it
+    wraps. A key or value Cranelift does not know aborts the process when the engine is made:
+    callers pass fixed ones only."""
+    if hasattr(type(config), "cranelift_flag_set"):
+        config.cranelift_flag_set(key, value)
+    else:
+        require().wasmtime_config_cranelift_flag_set(config.ptr(), key.encode(), value.encode())
 
 
 def set_winch(config: wasmtime.Config) -> None:
