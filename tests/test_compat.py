@@ -148,3 +148,34 @@ def test_the_single_pass_allocator_reaches_cranelift() -> None:
         return wasmtime.Module(wasmtime.Engine(config), wasm).serialize()
 
     assert compiled("single-pass") != compiled("backtracking") == compiled("backtracking")
+
+
+RECURSE = """(module (func $r (export "r") (param i32) (result i32)
+  (if (result i32) (local.get 0)
+    (then (i32.add (call $r (i32.sub (local.get 0) (i32.const 1))) (i32.const 1)))
+    (else (i32.const 0)))))"""
+
+
+def _deepest(config: wasmtime.Config) -> int:
+    """The deepest recursion of RECURSE that code compiled with `config` runs without
+    exhausting the wasm stack (to within 1 %)."""
+    engine = wasmtime.Engine(config)
+    module = wasmtime.Module(engine, wasmtime.wat2wasm(RECURSE))
+    low, high = 1, 1 << 24
+    while high - low > low // 100:
+        depth = (low + high) // 2
+        store = wasmtime.Store(engine)
+        try:
+            wasmtime.Instance(store, module, []).exports(store)["r"](store, depth)
+            low = depth
+        except wasmtime.Trap:
+            high = depth
+    return low
+
+
+def test_single_pass_code_gets_twice_the_default_wasm_stack() -> None:
+    # Its frames are bigger; max_wasm_stack reaches 44 through the C function.
+    config = engine_config(Features(), cache=False, stoppable=False, regalloc="single-pass")
+    default = engine_config(Features(), cache=False, stoppable=False, regalloc="single-pass")
+    api.set_config(default, "max_wasm_stack", 512 << 10)  # wasmtime's default
+    assert 1.9 < _deepest(config) / _deepest(default) < 2.1

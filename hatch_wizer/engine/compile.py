@@ -19,6 +19,8 @@ __all__ = [
 ]
 
 
+# The wasm stack of code from Cranelift's single-pass register allocator (see engine_config).
+SINGLE_PASS_WASM_STACK = 1 << 20
 # Proposals Winch cannot compile; a Winch engine with any of them enabled aborts the process.
 _NOT_IN_WINCH = ("relaxed_simd", "gc", "function_references", "exceptions", "tail_call", "threads",
                  "wide_arithmetic")  # fmt: skip
@@ -79,6 +81,9 @@ def engine_config(
         config.cranelift_opt_level = opt_level
     if regalloc == "single-pass" and not winch:
         api.set_cranelift_flag(config, "regalloc_algorithm", "single_pass")
+        # Its frames spill more: CPython's init exhausts wasmtime's default 512 KiB of wasm
+        # stack on this code, and fits in 1 MiB (the init thread has the platform's 8 MiB).
+        api.set_config(config, "max_wasm_stack", SINGLE_PASS_WASM_STACK)
     if cache:
         config.cache = True
     return config

@@ -27,10 +27,10 @@ The internals that remain, each because no public API does the job:
 - `component.VariantType._tagged()`: whether wasmtime-py wants a `Variant` for a case.
 
 Public API that differs inside the range is bridged here too: 44 lacks `Linker.
-define_unknown_imports_as_traps` and `..._as_default_values`, `Config.cranelift_flag_set` and
-the `Config` properties of the newer proposals (all fall back to the C functions that 45
-wraps); `WasiConfig.preopen_dir` takes permission enums before 48 and a bool since; component
-type maps hold `ComponentExtern`s since 49.
+define_unknown_imports_as_traps` and `..._as_default_values`, `Config.cranelift_flag_set`,
+`Config.max_wasm_stack` and the `Config` properties of the newer proposals (all fall back to
+the C functions that 45 wraps); `WasiConfig.preopen_dir` takes permission enums before 48 and
+a bool since; component type maps hold `ComponentExtern`s since 49.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def _config_setter(name: str) -> str:
     return f"wasmtime_config_{name}_set"
 
 
-def set_config(config: wasmtime.Config, name: str, value: bool) -> None:
+def set_config(config: wasmtime.Config, name: str, value: bool | int) -> None:
     """`config.<name> = value`; on a release without that property, the C setter it wraps.
     (An unknown property would be set on the Python object and silently do nothing.)"""
     if _is_property(type(config), name):
