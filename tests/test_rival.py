@@ -13,7 +13,7 @@ import pytest
 import wasmtime
 
 from hatch_wizer.core import wizen
-from hatch_wizer.engine import rival
+from hatch_wizer.engine import host, rival
 from hatch_wizer.options import Preopen, WizenOptions
 from tests.harness import instantiate_wasi, wasm_of
 
@@ -77,11 +77,13 @@ def count_after_init(wizened: bytes) -> int:
     return int(count.value(store))
 
 
+@pytest.mark.parametrize("held_in_memory", [host.HELD_IN_MEMORY, 3])  # 3: "start" spills
 def test_a_kept_trial_shows_its_output_once(
-    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], held_in_memory: int
 ) -> None:
     # A rival that never finishes: the Winch run is the one that counts.
     monkeypatch.setattr(rival.Rival, "_compile", lambda self, wasm: None)
+    monkeypatch.setattr(host, "HELD_IN_MEMORY", held_in_memory)
     monkeypatch.setattr(rival, "init_may_read_stdin", lambda options: False)  # whatever pytest's stdin is
     lines: list[str] = []
     options = WizenOptions(allow_wasi=True, cache=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import IO, Final
 
 import wasmtime
 
@@ -23,20 +24,57 @@ __all__ = [
 ]
 
 
-class CapturedOutput:
-    """What a trial init writes to stdout and stderr, held in memory until the trial is known
-    to count (a trial is a small module's init, which writes little)."""
+# A held stream moves to a temp file past this size: a trial is a small module's init, which
+# mostly writes little, and `tempfile` (with shutil, random) is ~3 ms of a cold CLI run.
+HELD_IN_MEMORY: Final = 16 << 20
+
+
+class _Held:
+    """One stream's bytes: in memory, then, past HELD_IN_MEMORY, in an unnamed temp file."""
 
     def __init__(self) -> None:
-        self.stdout: list[bytes] = []
-        self.stderr: list[bytes] = []
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.file: IO[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.file is not None:
+            self.file.write(data)
+            return
+        self.chunks.append(data)
+        self.size += len(data)
+        if self.size > HELD_IN_MEMORY:
+            import tempfile
+
+            # Closed by replay(), or with this object when the trial is overtaken.
+            self.file = tempfile.TemporaryFile()  # noqa: SIM115
+            self.file.writelines(self.chunks)
+            self.chunks = []
+
+    def replay(self, fd: int) -> None:
+        with contextlib.suppress(OSError), open(fd, "wb", closefd=False) as stream:
+            if self.file is None:
+                stream.write(b"".join(self.chunks))
+                return
+            self.file.seek(0)
+            while block := self.file.read(1 << 20):
+                stream.write(block)
+
+
+class CapturedOutput:
+    """What a trial init writes to stdout and stderr, held until the trial is known to count."""
+
+    def __init__(self) -> None:
+        self.stdout = _Held()
+        self.stderr = _Held()
 
     def replay(self) -> None:
         """Show it (a closed stdout drops it, as it would have dropped the guest's own writes)."""
-        for chunks, fd in ((self.stdout, 1), (self.stderr, 2)):
-            if chunks:
-                with contextlib.suppress(OSError), open(fd, "wb", closefd=False) as stream:
-                    stream.write(b"".join(chunks))
+        self.stdout.replay(1)
+        self.stderr.replay(2)
+        for held in (self.stdout, self.stderr):
+            if held.file is not None:
+                held.file.close()
 
 
 def wasi_config(
@@ -52,12 +90,12 @@ def wasi_config(
         wasi.inherit_stdin()
     if options.inherit_stdio and options.inherit_stdout:
         if captured:
-            wasi.stdout_custom = captured.stdout.append
+            wasi.stdout_custom = captured.stdout.write
         else:
             wasi.inherit_stdout()
     if options.inherit_stdio and options.inherit_stderr:
         if captured:
-            wasi.stderr_custom = captured.stderr.append
+            wasi.stderr_custom = captured.stderr.write
         else:
             wasi.inherit_stderr()
     wasi.env = init_environ(options)
