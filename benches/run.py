@@ -95,11 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             results["workloads"].append(entry)
         if not args.startup_only:
-            for tool in tools:
-                entry["tools"][tool.key] = row = _measure_tool(tool, downloads, wl, args.runs)
-                _save(results, args.out)  # an interrupted run keeps what it measured
+            for key, row in _measure_tools(tools, downloads, wl, args.runs).items():
+                entry["tools"][key] = row
                 done = f"{row['wall_s']:.3f} s" if row["ok"] else f"FAILED: {row.get('error')}"
-                print(f"   {tool.key}: {done}", flush=True)
+                print(f"   {key}: {done}", flush=True)
+            _save(results, args.out)  # an interrupted run keeps the workloads it measured
         # Start-up: the original (with init) and each distinct output, measured round-robin.
         modules: dict[str, tuple[Path, bool]] = {"original": (wl.wasm, True)}
         key_of_hash: dict[str, str] = {}
@@ -137,52 +137,77 @@ def _save(results: dict[str, Any], out: Path) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
-def _measure_tool(tool: Any, downloads: Any, wl: Any, runs: int) -> dict[str, Any]:
-    out = WORK / "out" / wl.name / f"{tool.key}.wasm"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.unlink(missing_ok=True)
-    cmd = tool_command(tool, downloads, wl, out)
-    row: dict[str, Any] = {"label": tool.label, "command": cmd, "ok": False}
-    if tool.ours:
-        row["commit"] = _git("rev-parse", "--short", "HEAD")
-    warm_home = WORK / "cache-warm" / wl.name
-    if tool.warm:
-        shutil.rmtree(warm_home, ignore_errors=True)
-        warm_home.mkdir(parents=True)
-        first = run_tool(cmd, tool_env(warm_home))  # fills the cache; not measured
-        if first.returncode != 0:
-            row["error"] = _error_text(first.stderr)
-            return row
-    walls, rss, stages = [], [], []
-    for _ in range(runs):
+def _measure_tools(tools: list[Any], downloads: Any, wl: Any, runs: int) -> dict[str, Any]:
+    """Each tool's row for `wl`. The tools take turns, one run each per round (in reverse
+    order every other round), so that the machine's drift over the minutes a workload takes
+    moves every tool alike instead of the one whose runs it falls on."""
+    measured = [_ToolRuns(tool, downloads, wl) for tool in tools]
+    for round_ in range(runs):
+        for one in measured if round_ % 2 == 0 else measured[::-1]:
+            one.run()
+    return {one.tool.key: one.row() for one in measured}
+
+
+class _ToolRuns:
+    """One tool's runs on one workload, taken one at a time."""
+
+    def __init__(self, tool: Any, downloads: Any, wl: Any) -> None:
+        self.tool = tool
+        self.out = WORK / "out" / wl.name / f"{tool.key}.wasm"
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.out.unlink(missing_ok=True)
+        self.cmd = tool_command(tool, downloads, wl, self.out)
+        self.error: str | None = None
+        self.walls: list[float] = []
+        self.rss: list[int] = []
+        self.stages: list[dict[str, float]] = []
+        self.warm_home = WORK / "cache-warm" / wl.name / tool.key
+        if tool.warm:
+            shutil.rmtree(self.warm_home, ignore_errors=True)
+            self.warm_home.mkdir(parents=True)
+            first = run_tool(self.cmd, tool_env(self.warm_home))  # fills the cache; not measured
+            if first.returncode != 0:
+                self.error = _error_text(first.stderr)
+
+    def run(self) -> None:
+        if self.error is not None:
+            return
         with tempfile.TemporaryDirectory(dir=WORK) as cold_home:
-            home = warm_home if tool.warm else Path(cold_home)
-            r = run_tool(cmd, tool_env(home))
-        if r.returncode != 0 or not out.exists():
-            row["error"] = _error_text(r.stderr)
-            return row
-        walls.append(r.wall)
-        rss.append(r.max_rss)
-        if tool.key.startswith("ours-lib"):
+            home = self.warm_home if self.tool.warm else Path(cold_home)
+            r = run_tool(self.cmd, tool_env(home))
+        if r.returncode != 0 or not self.out.exists():
+            self.error = _error_text(r.stderr)
+            return
+        self.walls.append(r.wall)
+        self.rss.append(r.max_rss)
+        if self.tool.key.startswith("ours-lib"):
             timed = json.loads(r.stdout.strip().splitlines()[-1])
-            walls[-1] = timed["seconds"]
-            stages.append(timed["stages"])
-        elif tool.ours:
-            stages.append(stage_times(r.stderr))
-    info = module_info(out.read_bytes())
-    row.update(
-        ok=True,
-        wall_s=statistics.median(walls),
-        wall_all_s=walls,
-        max_rss_mib=max(rss) / 2**20,
-        output=info.__dict__,
-    )
-    if stages:
-        med = {k: statistics.median(s.get(k, 0.0) for s in stages) for k in stages[0]}
-        row["stages_s"] = med
-        engine_side = med.get("compile", 0.0) + med.get("init", 0.0)
-        row["python_side_fraction"] = max(0.0, 1 - engine_side / row["wall_s"])
-    return row
+            self.walls[-1] = timed["seconds"]
+            self.stages.append(timed["stages"])
+        elif self.tool.ours:
+            self.stages.append(stage_times(r.stderr))
+
+    def row(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"label": self.tool.label, "command": self.cmd, "ok": False}
+        if self.tool.ours:
+            row["commit"] = _git("rev-parse", "--short", "HEAD")
+        if self.error is not None:
+            row["error"] = self.error
+            return row
+        row.update(
+            ok=True,
+            wall_s=statistics.median(self.walls),
+            wall_all_s=self.walls,
+            max_rss_mib=max(self.rss) / 2**20,
+            output=module_info(self.out.read_bytes()).__dict__,
+        )
+        if self.stages:
+            stages = self.stages
+            med = {k: statistics.median(s.get(k, 0.0) for s in stages) for k in stages[0]}
+            row["stages_s"] = med
+            engine_side = med.get("compile", 0.0) + med.get("init", 0.0)
+            row["python_side_fraction"] = max(0.0, 1 - engine_side / row["wall_s"])
+        return row
 
 
 def _error_text(stderr: str) -> str:
