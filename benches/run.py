@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -58,7 +59,7 @@ def _machine() -> dict[str, Any]:
         "core_dirty": bool(_git("status", "--porcelain", "--", "../hatch_wizer")),
         "python": platform.python_version(),
         "wasmtime-py": wasmtime.__version__ if hasattr(wasmtime, "__version__") else "?",
-        "cpus": len(__import__("os").sched_getaffinity(0)),
+        "cpus": len(os.sched_getaffinity(0)),
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
@@ -172,6 +173,9 @@ class _ToolRuns:
     def run(self) -> None:
         if self.error is not None:
             return
+        # The previous run's output (another tool's) is still being written back: a run that
+        # overlaps that I/O took up to 2x as long (dense64's 67 MB), whichever tool it was.
+        os.sync()
         with tempfile.TemporaryDirectory(dir=WORK) as cold_home:
             home = self.warm_home if self.tool.warm else Path(cold_home)
             r = run_tool(self.cmd, tool_env(home))
