@@ -56,9 +56,10 @@ class _Held:
             if self.file is None:
                 stream.write(b"".join(self.chunks))
                 return
-            self.file.seek(0)
-            while block := self.file.read(1 << 20):
-                stream.write(block)
+            with self.file:
+                self.file.seek(0)
+                while block := self.file.read(1 << 20):
+                    stream.write(block)
 
 
 class CapturedOutput:
@@ -72,9 +73,6 @@ class CapturedOutput:
         """Show it (a closed stdout drops it, as it would have dropped the guest's own writes)."""
         self.stdout.replay(1)
         self.stderr.replay(2)
-        for held in (self.stdout, self.stderr):
-            if held.file is not None:
-                held.file.close()
 
 
 def wasi_config(
