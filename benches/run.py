@@ -173,8 +173,8 @@ class _ToolRuns:
     def run(self) -> None:
         if self.error is not None:
             return
-        # The previous run's output (another tool's) is still being written back: a run that
-        # overlaps that I/O took up to 2x as long (dense64's 67 MB), whichever tool it was.
+        # The previous run's output (maybe another tool's) may still be being written back:
+        # it reaches the disk first, untimed, so that no run pays for another's I/O.
         os.sync()
         with tempfile.TemporaryDirectory(dir=WORK) as cold_home:
             home = self.warm_home if self.tool.warm else Path(cold_home)
