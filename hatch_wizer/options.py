@@ -161,20 +161,14 @@ class WizenOptions(NamedTuple):
                 "init_timeout must be a positive number of seconds, or None for no limit, "
                 f"not {self.init_timeout}"
             )
-        if self.unknown_imports not in UNKNOWN_IMPORT_POLICIES:
-            raise ConfigError(
-                f"unknown_imports must be one of {', '.join(UNKNOWN_IMPORT_POLICIES)}, "
-                f"not {self.unknown_imports!r}"
-            )
-        if self.compiler not in COMPILERS:
-            raise ConfigError(
-                f"compiler must be one of {', '.join(COMPILERS)}, not {self.compiler!r}"
-            )
-        if self.regalloc_algorithm not in REGALLOC_ALGORITHMS:
-            raise ConfigError(
-                f"regalloc_algorithm must be one of {', '.join(REGALLOC_ALGORITHMS)}, "
-                f"not {self.regalloc_algorithm!r}"
-            )
+        for name, allowed in (
+            ("unknown_imports", UNKNOWN_IMPORT_POLICIES),
+            ("compiler", COMPILERS),
+            ("regalloc_algorithm", REGALLOC_ALGORITHMS),
+        ):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
         if self.opt_level is not None and self.opt_level not in OPT_LEVELS:
             raise ConfigError(
                 f"opt_level must be one of {', '.join(OPT_LEVELS)} or None, not {self.opt_level!r}"
