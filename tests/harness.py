@@ -11,8 +11,10 @@ from hatch_wizer import WizenOptions, wizen
 from hatch_wizer.engine import wasmtime_api as api
 
 __all__ = [
+    "WHEEL_HOOK",
     "Observed",
     "assert_same_behaviour",
+    "hatch_pyproject",
     "instantiate_wasi",
     "observe",
     "trap_unknown_imports",
@@ -128,6 +130,21 @@ def assert_same_behaviour(
     for name, data in expected.memories.items():
         assert actual.memories[name] == data, f"memory {name} differs"
     return out
+
+
+# How most test projects turn the hook on: for the wheel target.
+WHEEL_HOOK = "[tool.hatch.build.targets.wheel.hooks.wizer]"
+
+
+def hatch_pyproject(wizer: str, hooks: str = WHEEL_HOOK, *, requires: str = '"hatchling"') -> str:
+    """The pyproject.toml of a hatchling project `pkg` (its package in src/pkg), with these
+    hook tables and this `[tool.wizer]` body."""
+    return (
+        f'[build-system]\nrequires = [{requires}]\nbuild-backend = "hatchling.build"\n'
+        f'[project]\nname = "pkg"\nversion = "1.0"\nrequires-python = ">=3.11"\n'
+        f'[tool.hatch.build.targets.wheel]\npackages = ["src/pkg"]\n{hooks}\n'
+        f"[tool.wizer]\n{wizer}\n"
+    )
 
 
 def wheel_platform() -> str:

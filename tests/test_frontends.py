@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import wasmtime
 
+from tests.harness import hatch_pyproject
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -81,20 +83,20 @@ FAILURES = [
     ),
 ]
 
-BACKENDS = {
-    "hatchling": """[build-system]
-requires = ["hatchling", "hatch-wizer"]
-build-backend = "hatchling.build"
-[tool.hatch.build.targets.wheel]
-packages = ["src/pkg"]
-[tool.hatch.build.targets.wheel.hooks.wizer]
-""",
-    "setuptools": """[build-system]
+SETUPTOOLS = """[build-system]
 requires = ["setuptools>=64", "hatch-wizer"]
 build-backend = "setuptools.build_meta"
 [tool.setuptools.package-data]
 pkg = ["*.wasm"]
-""",
+[project]
+name = "pkg"
+version = "1.0"
+[tool.wizer]
+{wizer}
+"""
+BACKENDS = {
+    "hatchling": lambda wizer: hatch_pyproject(wizer, requires='"hatchling", "hatch-wizer"'),
+    "setuptools": lambda wizer: SETUPTOOLS.format(wizer=wizer),
 }
 # The prefix each backend's one line starts with (setuptools prints distutils errors so).
 PREFIX = {"hatchling": "hatch-wizer: error: ", "setuptools": "error: hatch-wizer: "}
@@ -105,9 +107,7 @@ def make_project(root: Path, backend: str, wizer: str, module: str | bytes) -> P
     (root / "src/pkg/__init__.py").write_text("")
     wasm = module if isinstance(module, bytes) else bytes(wasmtime.wat2wasm(module))
     (root / MODULE).write_bytes(wasm)
-    (root / "pyproject.toml").write_text(
-        f'{BACKENDS[backend]}[project]\nname = "pkg"\nversion = "0.1"\n[tool.wizer]\n{wizer}\n'
-    )
+    (root / "pyproject.toml").write_text(BACKENDS[backend](wizer))
     return root
 
 

@@ -21,27 +21,11 @@ from hatchling.builders.wheel import WheelBuilder
 from hatch_wizer.build import project
 from hatch_wizer.errors import ConfigError
 from hatch_wizer.options import WizenOptions
+from tests.harness import WHEEL_HOOK, hatch_pyproject
 
 ORIGINAL = b"\0asm original"
 
-PYPROJECT = """\
-[build-system]
-requires = ["hatchling"]
-build-backend = "hatchling.build"
-
-[project]
-name = "pkg"
-version = "1.0"
-
-[tool.hatch.build.targets.wheel]
-packages = ["src/pkg"]
-
-{hooks}
-
-[tool.wizer]
-init-func = "init"
-modules = [{{ path = "src/pkg/*.wasm" }}]
-"""
+WIZER = 'init-func = "init"\nmodules = [{ path = "src/pkg/*.wasm" }]'
 
 EARLIER_HOOK = """\
 import tempfile
@@ -89,11 +73,11 @@ def temp_dirs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     return made
 
 
-def make_project(root: Path, hooks: str = "[tool.hatch.build.targets.wheel.hooks.wizer]") -> Path:
+def make_project(root: Path, hooks: str = WHEEL_HOOK) -> Path:
     (root / "src/pkg").mkdir(parents=True)
     (root / "src/pkg/__init__.py").write_text("")
     (root / "src/pkg/mod.wasm").write_bytes(ORIGINAL)
-    (root / "pyproject.toml").write_text(PYPROJECT.format(hooks=hooks))
+    (root / "pyproject.toml").write_text(hatch_pyproject(WIZER, hooks))
     return root
 
 

@@ -21,7 +21,7 @@ from hatch_wizer.build.cli import main
 from hatch_wizer.build.project import main_build
 from hatch_wizer.engine.loader import TRAILER_MAGIC
 from hatch_wizer.engine.precompile import CPU_LEVELS, _elf_section, host_target
-from tests.harness import wheel_platform
+from tests.harness import hatch_pyproject, wheel_platform
 from tests.test_setuptools_plugin import make_project as setuptools_project
 
 WAT = """
@@ -156,24 +156,7 @@ def test_every_public_name_resolves() -> None:
     assert sorted(dir(hatch_wizer)) == sorted(hatch_wizer.__all__)
 
 
-HATCH_PROJECT = """\
-[build-system]
-requires = ["hatchling"]
-build-backend = "hatchling.build"
-
-[project]
-name = "pkg"
-version = "1.0"
-requires-python = ">=3.11"
-
-[tool.hatch.build.targets.wheel]
-packages = ["src/pkg"]
-
-[tool.hatch.build.targets.wheel.hooks.wizer]
-
-[tool.wizer]
-modules = [{ path = "src/pkg/mod.wasm", precompile = true }, "src/pkg/plain.wasm"]
-"""
+HATCH_WIZER = 'modules = [{ path = "src/pkg/mod.wasm", precompile = true }, "src/pkg/plain.wasm"]'
 
 
 def hatch_project(root: Path) -> Path:
@@ -181,7 +164,7 @@ def hatch_project(root: Path) -> Path:
     (root / "src/pkg/__init__.py").write_text("")
     (root / "src/pkg/mod.wasm").write_bytes(wasmtime.wat2wasm(WAT))
     (root / "src/pkg/plain.wasm").write_bytes(wasmtime.wat2wasm(WAT))
-    (root / "pyproject.toml").write_text(HATCH_PROJECT)
+    (root / "pyproject.toml").write_text(hatch_pyproject(HATCH_WIZER))
     return root
 
 

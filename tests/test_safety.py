@@ -18,7 +18,7 @@ import wasmtime
 from hatch_wizer import WizenOptions, wizen
 from hatch_wizer.build.cli import main
 from hatch_wizer.options import Preopen
-from tests.harness import trap_unknown_imports, wasm_of
+from tests.harness import WHEEL_HOOK, hatch_pyproject, trap_unknown_imports, wasm_of
 
 # Init opens `path` (at memory 100) relative to preopen fd 3 with `oflags` and, when that works,
 # writes 3 bytes to it. Globals: the errno of path_open, and the
@@ -200,22 +200,8 @@ def test_hatch_hook_never_writes_outside_its_temp_dir(
         f"        out.write_bytes({wasm_of(MODULE_WAT)!r})\n"
         "        build_data['force_include'][str(out)] = '../../escaped.wasm'\n"
     )
-    (root / "pyproject.toml").write_text(
-        """[build-system]
-requires = ["hatchling"]
-build-backend = "hatchling.build"
-[project]
-name = "pkg"
-version = "1.0"
-[tool.hatch.build.targets.wheel]
-packages = ["src/pkg"]
-[tool.hatch.build.targets.wheel.hooks.custom]
-path = "hatch_build.py"
-[tool.hatch.build.targets.wheel.hooks.wizer]
-[tool.wizer]
-modules = ["**/*.wasm"]
-"""
-    )
+    hooks = f'[tool.hatch.build.targets.wheel.hooks.custom]\npath = "hatch_build.py"\n{WHEEL_HOOK}'
+    (root / "pyproject.toml").write_text(hatch_pyproject('modules = ["**/*.wasm"]', hooks))
     # The hook's temp dir is temp/a/hatch-wizer-*, so `../../escaped.wasm` would be temp/.
     temp = tmp_path / "temp"
     (temp / "a").mkdir(parents=True)
