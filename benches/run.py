@@ -25,6 +25,7 @@ from benches.fetch import fetch
 from benches.measure import module_info, run_tool, startup
 from benches.tools import TOOLS, stage_times, tool_command, tool_env
 from benches.workloads import ALL_NAMES, build_all
+from hatch_wizer.engine import wasmtime_api as api
 
 HERE = Path(__file__).parent
 WORK = HERE / ".work"
@@ -58,7 +59,7 @@ def _machine() -> dict[str, Any]:
         "commit": _git("rev-parse", "--short", "HEAD"),
         "core_dirty": bool(_git("status", "--porcelain", "--", "../hatch_wizer")),
         "python": platform.python_version(),
-        "wasmtime-py": wasmtime.__version__ if hasattr(wasmtime, "__version__") else "?",
+        "wasmtime-py": api.installed_version(),
         "cpus": len(os.sched_getaffinity(0)),
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d %H:%M"),

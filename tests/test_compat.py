@@ -122,15 +122,17 @@ def test_an_old_setuptools_is_named_in_one_line(monkeypatch: pytest.MonkeyPatch)
 
 def test_no_module_but_the_adapter_reaches_into_wasmtime() -> None:
     """Private wasmtime-py names (`_ffi`, `_context()`, `_from_ptr`, handles) appear only in
-    the adapter, so a release that renames one breaks one module, with a clear error. (Only
-    engine/ imports wasmtime: test_architecture.py.)"""
+    the adapter, so a release that renames one breaks one module, with a clear error; the
+    benchmarks' too. (Only engine/ imports wasmtime in the package: test_architecture.py.)"""
     private = re.compile(
         r"wasmtime\._|_ffi\b|\._context\(|_from_ptr|__private|\._tagged\(|wrap_extern"
         r"|\._(func|global|table|instance)\b(?!\()"
     )
     offenders = [
         f"{path.relative_to(ROOT)}:{number}"
-        for path in sorted((ROOT / "hatch_wizer/engine").glob("*.py"))
+        for path in sorted(
+            [*(ROOT / "hatch_wizer/engine").glob("*.py"), *(ROOT / "benches").glob("*.py")]
+        )
         if path.name != "wasmtime_api.py"
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if private.search(line.split("#", 1)[0])
