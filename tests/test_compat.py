@@ -140,6 +140,17 @@ def test_no_module_but_the_adapter_reaches_into_wasmtime() -> None:
     assert not offenders
 
 
+def test_the_raw_call_passes_i32s_and_reports_traps() -> None:
+    wat = """(module (func (export "sub") (param i32 i32) (result i32) local.get 0 local.get 1 i32.sub)
+      (func (export "trap") unreachable))"""
+    store = wasmtime.Store()
+    instance = wasmtime.Instance(store, wasmtime.Module(store.engine, wat), [])
+    sub, trap = (api.export(store, instance, name) for name in ("sub", "trap"))
+    assert api.call_i32(store, sub, (2, 44), 1) == -42
+    with pytest.raises(wasmtime.Trap, match="unreachable"):
+        api.call_i32(store, trap, (), 0)
+
+
 def test_the_single_pass_allocator_reaches_cranelift() -> None:
     # Through Config.cranelift_flag_set from wasmtime-py 45, its C function on 44 (the oldest
     # venv of .ci/run): the compiled artifact records Cranelift's settings.
