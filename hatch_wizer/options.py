@@ -6,7 +6,8 @@ a cold CLI run's ~19 above `import wasmtime` (benches/cli_overhead.py). Change o
 `_replace()`, list its fields with `_fields`.
 """
 
-from __future__ import annotations
+# Annotations are evaluated, not postponed: NamedTuple compiles each string one (see
+# test_architecture.py's `test_namedtuple_modules_evaluate_annotations`).
 
 import math
 from pathlib import Path

@@ -85,6 +85,31 @@ def test_only_the_engine_imports_wasmtime(path: Path) -> None:
     assert _module_layer(path) == "engine" or not uses, f"{path} imports {uses}"
 
 
+def _postpones_annotations(tree: ast.Module) -> bool:
+    return any(
+        isinstance(node, ast.ImportFrom) and node.module == "__future__"
+        and any(alias.name == "annotations" for alias in node.names)
+        for node in tree.body
+    )  # fmt: skip
+
+
+def _defines_a_namedtuple(tree: ast.Module) -> bool:
+    return any(
+        isinstance(node, ast.ClassDef)
+        and any(isinstance(base, ast.Name) and base.id == "NamedTuple" for base in node.bases)
+        for node in ast.walk(tree)
+    )
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_namedtuple_modules_evaluate_annotations(path: Path) -> None:
+    """`typing.NamedTuple` compiles every string annotation of its fields into a ForwardRef:
+    with postponed annotations that was ~185 compile() calls, ~2.5 ms of each cold CLI run
+    (benches/cli_overhead.py). Modules that define one evaluate their annotations instead."""
+    tree = ast.parse(path.read_text())
+    assert not (_defines_a_namedtuple(tree) and _postpones_annotations(tree)), path
+
+
 def test_a_wrong_import_is_caught() -> None:
     """The walk resolves relative imports, and an import turned around is reported."""
     assert {"hatch_wizer.wasm.binary", "hatch_wizer.errors"} <= {

@@ -8,7 +8,8 @@ option wins, whichever form each is in. An option of `wasmtime wizer` that hatch
 honour is a usage error naming it, never ignored.
 """
 
-from __future__ import annotations
+# Annotations are evaluated, not postponed: NamedTuple compiles each string one (see
+# test_architecture.py's `test_namedtuple_modules_evaluate_annotations`).
 
 import argparse
 import os

@@ -1,6 +1,7 @@
 """The one line each front end (CLI, `hatch-wizer build`, the hooks) prints per module."""
 
-from __future__ import annotations
+# Annotations are evaluated, not postponed: NamedTuple compiles each string one (see
+# test_architecture.py's `test_namedtuple_modules_evaluate_annotations`).
 
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -19,7 +20,7 @@ class Result(NamedTuple):
     after: int
     seconds: float
     cached: bool = False  # an earlier run's result was reused; init did not run
-    precompiled: Precompiled | None = None  # its .cwasm, when asked for
+    precompiled: "Precompiled | None" = None  # its .cwasm, when asked for
 
 
 def describe(result: Result) -> str:

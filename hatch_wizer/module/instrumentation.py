@@ -6,7 +6,8 @@ be read before it runs), and one probe function per passive segment that traps i
 was dropped. No index of the original module moves.
 """
 
-from __future__ import annotations
+# Annotations are evaluated, not postponed: NamedTuple compiles each string one (see
+# test_architecture.py's `test_namedtuple_modules_evaluate_annotations`).
 
 from typing import NamedTuple
 

@@ -1,6 +1,7 @@
 """Read an initialized instance's state through a small runtime-neutral interface."""
 
-from __future__ import annotations
+# Annotations are evaluated, not postponed: NamedTuple compiles each string one (see
+# test_architecture.py's `test_namedtuple_modules_evaluate_annotations`).
 
 import bisect
 from collections.abc import Mapping

@@ -6,7 +6,8 @@ kept as a raw byte range so the rewrite can copy it untouched. Spec:
 https://webassembly.github.io/spec/core/binary/modules.html
 """
 
-from __future__ import annotations
+# Annotations are evaluated, not postponed: NamedTuple compiles each string one (see
+# test_architecture.py's `test_namedtuple_modules_evaluate_annotations`).
 
 from enum import IntEnum
 from typing import Final, NamedTuple
@@ -249,7 +250,7 @@ def parse_module(wasm: bytes) -> Module:
     )
 
 
-def _read_small_type_indices(p: _Parsed, wasm: bytes, sec: Section) -> bool:
+def _read_small_type_indices(p: "_Parsed", wasm: bytes, sec: Section) -> bool:
     """The function section in one step when every type index fits in a byte (the usual case:
     CPython has 89,000 functions)."""
     count, pos = read_uleb(wasm, sec.payload_start)
