@@ -156,7 +156,7 @@ def _wizen(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
     if is_component(wasm):
         return _wizen_component(wasm, options, stage)
     check_header(wasm)
-    runtime = Runtime(options)
+    runtime = Runtime(options, len(wasm))
     with runtime.validating(wasm):
         with stage("validate"):
             module = parse_module(wasm)
@@ -194,7 +194,7 @@ def _wizen_component(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes
     from .engine.wave import format_value
     from .module.state import take_snapshot
 
-    runtime = ComponentRuntime(options)
+    runtime = ComponentRuntime(options, len(wasm))
     with stage("validate"):
         context, instrumented = instrument_component(wasm, options)
     with stage("compile"):

@@ -282,3 +282,29 @@ def test_a_terminal_is_data_once_input_waits(typed: bytes) -> None:
         for fd in (saved, main, terminal):
             os.close(fd)
     assert empty == (not typed)
+
+
+def test_only_big_inputs_keep_their_compiled_code_in_wasmtimes_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module under `COMPILE_CACHE_MIN_BYTES` compiles in less time than wasmtime's cache
+    costs a first run; a bigger one's code is kept for runs the result cache misses."""
+    from hatch_wizer.engine.runtime import COMPILE_CACHE_MIN_BYTES
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # where wasmtime's cache goes
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+    compiled = tmp_path / "wasmtime/modules"
+
+    def entries() -> int:  # compiled modules (each has a .stats file beside it)
+        return sum(p.is_file() and p.suffix != ".stats" for p in compiled.rglob("*"))
+
+    small = wasm_of(WAT)
+    wizen(small, WizenOptions())
+    assert entries() == 0
+    # Over the limit by a data segment; its bytes are the memory's state after init.
+    data = "\\01" * COMPILE_CACHE_MIN_BYTES
+    big = wasm_of(WAT.replace("(global", f'(memory 17) (data (i32.const 0) "{data}") (global', 1))
+    assert len(big) > COMPILE_CACHE_MIN_BYTES
+    out = wizen(big, WizenOptions())
+    assert entries() == 1
+    assert observe(out, []).globals["g"] == 42

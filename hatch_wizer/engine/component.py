@@ -46,7 +46,7 @@ class Session:
 
 
 class ComponentRuntime:
-    def __init__(self, options: WizenOptions) -> None:
+    def __init__(self, options: WizenOptions, input_size: int = 0) -> None:
         if options.preloads:
             raise ConfigError(
                 "preloads are core modules and cannot satisfy a component's imports; "
@@ -64,7 +64,7 @@ class ComponentRuntime:
             )
         require_component()  # an unsupported wasmtime-py fails here, in one line
         self.options = options
-        self.runtime = Runtime(options)
+        self.runtime = Runtime(options, input_size)
         self.engine = self.runtime.engine
 
     def compile(self, wasm: bytes) -> wc.Component:

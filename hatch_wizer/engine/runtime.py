@@ -40,6 +40,10 @@ _T = TypeVar("_T")
 _UNKNOWN_IMPORT = r"unknown import: `([^`]*)` has not been defined"
 # The most elements a table may declare (wasmparser's and the web engines' shared limit).
 MAX_TABLE_ELEMENTS = 10_000_000
+# Inputs from this size on have their compiled code kept in wasmtime's cache. Smaller ones
+# compile in milliseconds (Winch: regex's 80 KB in ~5), less than the cache costs a first run
+# (~3 ms: its directories, worker thread and write), and the result cache covers rebuilds.
+COMPILE_CACHE_MIN_BYTES: Final = 1 << 20
 # Inputs from this size on are validated beside their compile (`Runtime.validating`); smaller
 # ones validate in a few milliseconds, about what a thread and an engine of its own cost.
 VALIDATE_BESIDE_BYTES: Final = 1 << 20
@@ -73,9 +77,12 @@ class Runtime:
     """wasmtime engines configured from the options: Cranelift validates, and runs init unless
     the baseline compiler Winch, several times faster to compile, supports the module."""
 
-    def __init__(self, options: WizenOptions) -> None:
+    def __init__(self, options: WizenOptions, input_size: int = 0) -> None:
+        """Engines for wizening an input of `input_size` bytes (from which its compiled code
+        is worth wasmtime's compilation cache)."""
         api.require()  # an unsupported wasmtime-py fails here, in one line, before any work
         self.options = options
+        self.compile_cache = options.cache and input_size >= COMPILE_CACHE_MIN_BYTES
         # Whether init's code must check the epoch for a time limit or Ctrl-C to stop it: not
         # in a process that ends with its run (see `interrupts.end_process_with_run`).
         self.checks = not process_ends_with_run()
@@ -97,7 +104,7 @@ class Runtime:
         return wasmtime.Engine(
             engine_config(
                 options.features,
-                cache=options.cache and not rival,
+                cache=self.compile_cache and not rival,
                 stoppable=self.checks if stoppable is None else stoppable,
                 winch=winch,
                 parallel=options.parallel_compilation and not rival,
