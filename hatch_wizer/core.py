@@ -18,9 +18,11 @@ from .names import flag
 from .options import WizenOptions
 
 if TYPE_CHECKING:
+    from .component.instrument import ComponentContext
+    from .engine.component import Session
     from .engine.precompile import Precompiled
     from .module.instrumentation import ModuleContext
-    from .module.state import InstanceState
+    from .module.state import InstanceState, Snapshot
 
 __all__ = [
     "REUSED",
@@ -190,9 +192,8 @@ def _wizen_component(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes
     from .component.check import stand_in_component
     from .component.instrument import instrument_component
     from .component.rewrite import rewrite_component
-    from .engine.component import AccessorState, ComponentRuntime
+    from .engine.component import ComponentRuntime
     from .engine.wave import format_value
-    from .module.state import take_snapshot
 
     runtime = ComponentRuntime(options, len(wasm))
     with stage("validate"):
@@ -204,12 +205,12 @@ def _wizen_component(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes
     if session.results is not None:
         stage.say(f"init returned {format_value(session.results)}")
     with stage("snapshot"):
-        snapshots = []
-        for access in context.modules:
-            state = AccessorState(session, access)
-            state.check_table_writes()
-            snapshots.append(take_snapshot(access.context, state))
+        snapshots = _component_snapshots(context, session)
+        # Each step lets go of what the next one holds: the live instance's memories are in
+        # the snapshots, the snapshots' data in the output (a dense memory: 3 copies, not 6).
+        del session
         out, modules = rewrite_component(context, snapshots)
+        del snapshots
     with stage("check"):
         for what, module in modules.items():
             runtime.runtime.validate(
@@ -217,6 +218,20 @@ def _wizen_component(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes
             )
         runtime.check(stand_in_component(out))
     return out
+
+
+def _component_snapshots(context: ComponentContext, session: Session) -> list[Snapshot]:
+    """The state of each module the component instantiates, read through its accessors; the
+    copy of one module's memories goes once its snapshot holds their data."""
+    from .engine.component import AccessorState
+    from .module.state import take_snapshot
+
+    snapshots = []
+    for access in context.modules:
+        state = AccessorState(session, access)
+        state.check_table_writes()
+        snapshots.append(take_snapshot(access.context, state))
+    return snapshots
 
 
 def _check_determinism(context: ModuleContext, first: InstanceState, second: InstanceState) -> None:

@@ -636,7 +636,7 @@ def reassemble(
         if payload is None:
             out.append(c.wasm[sec.start : sec.end])
         else:
-            out.append(bytes([sec.id]) + uleb(len(payload)) + payload)
+            out += (bytes([sec.id]), uleb(len(payload)), payload)  # one copy, in the join
     return b"".join(out)
 
 
