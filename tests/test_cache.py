@@ -68,6 +68,36 @@ def test_options_that_change_the_output_are_in_the_key() -> None:
     assert not ran_init(lines)
 
 
+def test_another_wasmtime_release_runs_init_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A result that one engine made is not reused under another: an upgrade that fixes a
+    # miscompile must not ship what the old code computed.
+    wizen(wasm_of(WAT), WizenOptions())
+    monkeypatch.setattr(key, "_engine_release", lambda: "wasmtime-0.0.1")
+    _, lines = wizen_logged(wasm_of(WAT), WizenOptions())
+    assert ran_init(lines)
+    _, lines = wizen_logged(wasm_of(WAT), WizenOptions())
+    assert not ran_init(lines)
+
+
+def test_the_wasmtime_release_is_read_without_importing_it(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    assert key._engine_release() == f"wasmtime-{version('wasmtime')}"
+    probe = "import sys; from hatch_wizer.cache import key; key._engine_release(); "
+    probe += "print('wasmtime' in sys.modules, 'importlib.metadata' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert found.stdout.split() == ["False", "False"], found.stderr
+    # A copy without installed metadata (vendored) is known by its files.
+    package = tmp_path / "site" / "wasmtime"
+    package.mkdir(parents=True)
+    (package / "_bindings.py").write_text("one")
+    vendored = key.release_of(package)
+    (package / "_bindings.py").write_text("two")
+    assert key.release_of(package) != vendored
+    (tmp_path / "site" / "wasmtime-9.0.0.dist-info").mkdir()
+    assert key.release_of(package) == "wasmtime-9.0.0"
+
+
 def test_preopened_files_are_in_the_key(tmp_path: Path) -> None:
     (tmp_path / "x").write_text("A")
     options = WizenOptions(allow_wasi=True, preopens=(Preopen("/data", tmp_path),))

@@ -23,7 +23,7 @@ from .. import __version__
 from ..engine.inputs import init_environ
 from ..options import WizenOptions
 
-__all__ = ["file_hash", "result_key", "tree_hash"]
+__all__ = ["file_hash", "release_of", "result_key", "tree_hash"]
 
 # Options that change how the output is made, never what it is.
 _NOT_IN_KEY: Final = (
@@ -46,6 +46,7 @@ def result_key(wasm: bytes, options: WizenOptions) -> str:
     settings["features"] = options.features._asdict()  # by name, not as a JSON array
     doc = {
         "tool": [__version__, _code_hash()],
+        "engine": _engine_release(),
         "input": hashlib.sha256(wasm).hexdigest(),
         "options": settings,
         "preopens": [[p.guest, p.writable, tree_hash(p.host)] for p in options.preopens],
@@ -65,6 +66,32 @@ def _code_hash() -> str:
     for path in sorted(package.rglob("*.py")):
         h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
+
+
+@functools.cache
+def _engine_release() -> str:
+    """The wasmtime that runs init: another release may run it differently (a miscompile
+    fixed, other WASI behaviour or limits), so its results are not this one's. Found without
+    importing wasmtime, which a reused result never loads."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("wasmtime")
+    if spec is None or spec.origin is None:
+        return "missing"  # the run fails without it, naming the range it needs
+    return release_of(Path(spec.origin).parent)
+
+
+def release_of(package: Path) -> str:
+    """The release of the wasmtime-py package at `package`: its installed metadata's name
+    (`wasmtime-51.0.0.dist-info`: importlib.metadata, ~25 ms to import, would read the same),
+    or for a copy without one (vendored), its files."""
+    with os.scandir(package.parent) as entries:
+        found = sorted(
+            e.name.removesuffix(".dist-info")
+            for e in entries
+            if e.name.startswith("wasmtime-") and e.name.endswith(".dist-info")
+        )
+    return " ".join(found) or f"files {tree_hash(package)}"
 
 
 def file_hash(path: Path | bytes, *, follow_links: bool = True) -> str:
