@@ -188,6 +188,23 @@ def test_digest_follows_source_date_epoch_when_reproducible(
     assert module_digest(module) != first
 
 
+
+@pytest.mark.parametrize("precompile", [False, True])
+def test_digest_follows_the_wasmtime_release_and_precompile(
+    precompile: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another wasmtime runs init (and writes the .cwasm) anew: an up-to-date build rebuilds.
+    from hatch_wizer.cache import key
+
+    root = make_project(tmp_path, extra="precompile = true" if precompile else "")
+    config = load_config(read_pyproject(root), root)
+    assert config is not None
+    [module] = find_modules(config)
+    first = module_digest(module)
+    assert first.endswith("+precompiled") == precompile
+    monkeypatch.setattr(key, "_engine_release", lambda: "wasmtime-0.0.1")
+    assert module_digest(module) != first
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_works_as_a_make_recipe(tmp_path: Path) -> None:
     root = make_project(tmp_path)

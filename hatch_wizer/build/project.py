@@ -180,14 +180,11 @@ def wizen_modules(
 
 
 def module_digest(module: ModuleFile) -> str:
-    """Hash of everything that decides the module's outputs: the result cache's key, and the
-    wasmtime version that writes its .cwasm."""
+    """Hash of everything that decides the module's outputs: the result cache's key (which
+    holds the wasmtime release, the one that also writes a .cwasm), and whether one is made."""
     key = result_key(read_input(module), module.spec.options)
-    if module.spec.options.precompile:
-        from importlib.metadata import version  # ~12 ms of imports: not for every up-to-date run
-
-        return f"{key}+precompiled-by-wasmtime-{version('wasmtime')}"  # one word: records split
-    return key
+    # One word, as the stamp's fields are split on spaces.
+    return f"{key}+precompiled" if module.spec.options.precompile else key
 
 
 def _parser() -> argparse.ArgumentParser:
