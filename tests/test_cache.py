@@ -91,11 +91,11 @@ def test_the_wasmtime_release_is_read_without_importing_it(tmp_path: Path) -> No
     package = tmp_path / "site" / "wasmtime"
     package.mkdir(parents=True)
     (package / "_bindings.py").write_text("one")
-    vendored = key.release_of(package)
+    vendored = key._release_of(package)
     (package / "_bindings.py").write_text("two")
-    assert key.release_of(package) != vendored
+    assert key._release_of(package) != vendored
     (tmp_path / "site" / "wasmtime-9.0.0.dist-info").mkdir()
-    assert key.release_of(package) == "wasmtime-9.0.0"
+    assert key._release_of(package) == "wasmtime-9.0.0"
 
 
 def test_preopened_files_are_in_the_key(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from .. import __version__
 from ..engine.inputs import init_environ
 from ..options import WizenOptions
 
-__all__ = ["file_hash", "release_of", "result_key", "tree_hash"]
+__all__ = ["file_hash", "result_key", "tree_hash"]
 
 # Options that change how the output is made, never what it is.
 _NOT_IN_KEY: Final = (
@@ -78,10 +78,10 @@ def _engine_release() -> str:
     spec = importlib.util.find_spec("wasmtime")
     if spec is None or spec.origin is None:
         return "missing"  # the run fails without it, naming the range it needs
-    return release_of(Path(spec.origin).parent)
+    return _release_of(Path(spec.origin).parent)
 
 
-def release_of(package: Path) -> str:
+def _release_of(package: Path) -> str:
     """The release of the wasmtime-py package at `package`: its installed metadata's name
     (`wasmtime-51.0.0.dist-info`: importlib.metadata, ~25 ms to import, would read the same),
     or for a copy without one (vendored), its files."""
