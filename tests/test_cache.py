@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ import pytest
 from hatch_wizer import Preopen, WizenOptions, wizen
 from hatch_wizer.cache import key, result_key, store
 from hatch_wizer.engine import inputs
+from hatch_wizer.options import Features
 from hatch_wizer.wasm.parse import parse_module
 from tests.harness import observe, wasm_of
 
@@ -96,6 +98,22 @@ def test_the_wasmtime_release_is_read_without_importing_it(tmp_path: Path) -> No
     assert key._release_of(package) != vendored
     (tmp_path / "site" / "wasmtime-9.0.0.dist-info").mkdir()
     assert key._release_of(package) == "wasmtime-9.0.0"
+
+
+def test_relaxed_simd_outside_its_deterministic_profile_is_keyed_by_the_host_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Its answers then depend on the CPU features wasmtime lowers by (FMA or not): a cache
+    # shared by two machines must not hand one's result to the other.
+    assert key._host_cpu().startswith(platform.machine())
+    loose = WizenOptions(features=Features(relaxed_simd_deterministic=False))
+    keys = {}
+    for cpu in ["x86_64 flags: fma", "x86_64 flags: sse2"]:
+        monkeypatch.setattr(key, "_host_cpu", lambda cpu=cpu: cpu)
+        keys[cpu] = (result_key(b"wasm", loose), result_key(b"wasm", WizenOptions()))
+    (loose_a, strict_a), (loose_b, strict_b) = keys.values()
+    assert loose_a != loose_b
+    assert strict_a == strict_b
 
 
 def test_preopened_files_are_in_the_key(tmp_path: Path) -> None:

@@ -55,6 +55,9 @@ def result_key(wasm: bytes, options: WizenOptions) -> str:
         # Reproducible init reads its wall clock from here.
         "epoch": os.environ.get("SOURCE_DATE_EPOCH") if options.reproducible else None,
     }
+    features = options.features
+    if features.relaxed_simd and not features.relaxed_simd_deterministic:
+        doc["host"] = _host_cpu()  # a cache shared by two machines gives each its own
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -92,6 +95,22 @@ def _release_of(package: Path) -> str:
             if e.name.startswith("wasmtime-") and e.name.endswith(".dist-info")
         )
     return " ".join(found) or f"files {tree_hash(package)}"
+
+
+@functools.cache
+def _host_cpu() -> str:
+    """What relaxed SIMD's answers depend on outside its deterministic profile: wasmtime lowers
+    those instructions by the CPU features it detects (FMA or not), which it does not tell
+    Python, so the CPU's own list stands in for them (Linux; elsewhere only the machine)."""
+    import platform
+
+    features = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            features = next((ln for ln in info if ln.startswith(("flags", "Features"))), "")
+    except OSError:
+        pass
+    return f"{platform.machine()} {features.strip()}"
 
 
 def file_hash(path: Path | bytes, *, follow_links: bool = True) -> str:
