@@ -204,6 +204,9 @@ def _wizen_component(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes
         session = runtime.initialize(context, compiled)
     if session.results is not None:
         stage.say(f"init returned {format_value(session.results)}")
+    calls = session.wasi.calls.warning() if session.wasi and not options.reproducible else None
+    if calls:
+        stage.say(calls)
     with stage("snapshot"):
         snapshots = _component_snapshots(context, session)
         # Each step lets go of what the next one holds: the live instance's memories are in

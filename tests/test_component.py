@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -430,6 +431,53 @@ def test_wasi_preview2_during_init(tmp_path: Path) -> None:
     frozen = run(out, [], [("get", ()), ("get", ())], wasi=True)
     assert frozen[0] == frozen[1] > 0
     assert run(out, [], [("get", ())], wasi=True) == frozen[:1]  # the snapshot, not a new clock
+
+
+# Init reads wasi:random (u64, bytes), wasi:random/insecure-seed and the wall clock, and keeps
+# what it got: the u64 in a global, the rest in memory (the clock's seconds at 16, the seed at
+# 32, the bytes' pointer at 64).
+CLOCK_AND_RANDOM = (DATA / "wasi_p2_clock_random.wat").read_text()
+
+
+def _clock_and_random(out: bytes) -> list[Any]:
+    calls: list[Call] = [("g", ()), ("load", (16,)), ("load", (32,)), ("load", (64,))]
+    g, seconds, seed, where = run(out, [], calls, wasi=True)
+    [random_bytes] = run(out, [], [("load", (where & 0xFFFFFFFF,))], wasi=True)
+    return [g, seconds, seed, random_bytes]
+
+
+def test_reproducible_init_of_a_component_sees_fixed_random_and_clocks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hatch_wizer.engine.wasi import WasiHost
+
+    # Preview 2's interfaces are shadowed as preview 1's calls are: a seeded stream, a wall
+    # clock at SOURCE_DATE_EPOCH, so two builds give the same bytes (componentize-py's
+    # runtime seeds its hash maps from wasi:random during init).
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    options = WizenOptions(allow_wasi=True, reproducible=True, cache=False)
+    wasm = component_of(CLOCK_AND_RANDOM)
+    lines: list[str] = []
+    out = wizen(wasm, options, report=lines.append)
+    assert wizen(wasm, options) == out
+    assert not [line for line in lines if "warning" in line]
+    stream = WasiHost(True).random(32)
+    g, seconds, seed, random_bytes = _clock_and_random(out)
+    assert g == int.from_bytes(stream[:8], "little")
+    assert random_bytes == int.from_bytes(stream[8:16], "little")
+    assert seed == int.from_bytes(stream[16:24], "little")
+    assert seconds == 1700000000
+
+
+def test_a_component_init_that_reads_the_build_machine_is_reported() -> None:
+    options = WizenOptions(allow_wasi=True, cache=False)
+    lines: list[str] = []
+    first = _clock_and_random(wizen(component_of(CLOCK_AND_RANDOM), options, report=lines.append))
+    second = _clock_and_random(wizen(component_of(CLOCK_AND_RANDOM), options))
+    assert first[0] != second[0]  # real random bytes
+    assert abs(first[1] - time.time()) < 3600  # the real clock
+    [warning] = [line for line in lines if "warning" in line]
+    assert "read the clock once and asked for random bytes 3 times" in warning
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from ..wasm.parse import function_name
 from .compile import engine_config, one_line
 from .host import reject_unprovided, wasi_config
 from .runtime import Runtime
+from .wasi import Clock, WasiHost
 from .wasmtime_api import component_item_type, require_component
 from .wave import parse_args
 
@@ -44,6 +45,7 @@ class Session:
     instance: wc.Instance
     runtime: Runtime
     results: Any = None
+    wasi: WasiHost | None = None  # the clock and random calls init made
 
 
 class ComponentRuntime:
@@ -100,9 +102,12 @@ class ComponentRuntime:
             reject_unprovided(
                 "the component", [n for n in names if not (wasi and n.startswith("wasi:"))]
             )
+        host = None
         if self.options.allow_wasi:
             store.set_wasi(wasi_config(self.options))
             linker.add_wasip2()
+            host = WasiHost.for_build(self.options.reproducible)
+            self._shadow_clocks_and_random(linker, component, host)
             # wasmtime's own stubbing would shadow WASI interfaces whose version the linker
             # matches by semver (a component importing wasi:cli@0.2.9 from a 0.2.6 host).
             self._stub_imports(linker, component, lambda name: not name.startswith("wasi:"))
@@ -114,7 +119,7 @@ class ComponentRuntime:
             instance = call(
                 "instantiating the component", lambda: linker.instantiate(store, component)
             )
-            session = Session(store, instance, self.runtime)
+            session = Session(store, instance, self.runtime, wasi=host)
             func = _find_func(store, instance, context.init)
             args = _arguments(store, func, context.init)
             what = f"`{context.init.text}`"
@@ -123,6 +128,33 @@ class ComponentRuntime:
             return session
 
         return self.runtime.run_init(run)
+
+    def _shadow_clocks_and_random(
+        self, linker: wc.Linker, component: wc.Component, host: WasiHost
+    ) -> None:
+        """Preview 2's random and wall-clock interfaces, as the component imports them, with
+        `host`'s answers: fixed when reproducible, counted either way, as for modules. An
+        interface can only be shadowed whole, so the monotonic clock stays wasmtime's (its
+        `subscribe-*` functions return wasi:io pollables that only wasmtime can make), as does
+        an interface with a function this table lacks (a newer version)."""
+        table = _wasip2_host(host)
+        linker.allow_shadowing = True
+        with linker.root() as root:
+            for name, item in component.type.imports(self.engine).items():
+                funcs = table.get(name.split("@", 1)[0])
+                ty = component_item_type(item)
+                if funcs is None or not isinstance(ty, wc.ComponentInstanceType):
+                    continue
+                wanted = [
+                    fname
+                    for fname, export in ty.exports(self.engine).items()
+                    if isinstance(component_item_type(export), wc.FuncType)
+                ]
+                if set(wanted) <= funcs.keys():
+                    with root.add_instance(name) as instance:
+                        for fname in wanted:
+                            instance.add_func(fname, funcs[fname])
+        linker.allow_shadowing = False
 
     def _stub_imports(
         self, linker: wc.Linker, component: wc.Component, wanted: Callable[[str], bool]
@@ -142,6 +174,40 @@ class ComponentRuntime:
                         for fname, export in ty.exports(self.engine).items():
                             if isinstance(component_item_type(export), wc.FuncType):
                                 instance.add_func(fname, _trap(f"{name}#{fname}"))
+
+
+def _wasip2_host(host: WasiHost) -> dict[str, dict[str, Callable[..., Any]]]:
+    """WASI preview 2's random and wall-clock functions on `host`, by interface (any 0.2.x:
+    their functions have not changed) and function name."""
+
+    def random_bytes(_: Any, length: int) -> bytes:
+        return host.random(length)
+
+    def random_u64(_: Any) -> int:
+        return int.from_bytes(host.random(8), "little")
+
+    def seed(_: Any) -> tuple[int, int]:
+        data = host.random(16)
+        return int.from_bytes(data[:8], "little"), int.from_bytes(data[8:], "little")
+
+    def datetime(nanoseconds: int | None) -> wc.Record:
+        record = wc.Record()  # wasmtime-py reads a record's fields as attributes
+        seconds, rest = divmod(nanoseconds or 0, 1_000_000_000)
+        vars(record).update(seconds=seconds, nanoseconds=rest)
+        return record
+
+    return {
+        "wasi:random/random": {"get-random-bytes": random_bytes, "get-random-u64": random_u64},
+        "wasi:random/insecure": {
+            "get-insecure-random-bytes": random_bytes,
+            "get-insecure-random-u64": random_u64,
+        },
+        "wasi:random/insecure-seed": {"insecure-seed": seed},
+        "wasi:clocks/wall-clock": {
+            "now": lambda _: datetime(host.clock_time(Clock.REALTIME)),
+            "resolution": lambda _: datetime(host.clock_resolution(Clock.REALTIME)),
+        },
+    }
 
 
 def _trap(name: str) -> Callable[..., Any]:
