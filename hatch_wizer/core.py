@@ -179,7 +179,10 @@ def _wizen(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
         stage.say(calls)
     if options.check_determinism:
         with stage("determinism check"):
-            _check_determinism(context, state, runtime.initialize(context, compiled))
+            from .module.determinism import differences
+
+            again = runtime.initialize(context, compiled)
+            _check_determinism(differences(context, state, again), options)
     with stage("snapshot"):
         out = snapshot(context, state, release_memory=True)
     with stage("check"):
@@ -207,6 +210,11 @@ def _wizen_component(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes
     calls = session.wasi.calls.warning() if session.wasi and not options.reproducible else None
     if calls:
         stage.say(calls)
+    if options.check_determinism:
+        with stage("determinism check"):
+            again = runtime.initialize(context, compiled)
+            _check_determinism(_component_differences(context, session, again), options)
+            del again  # its memories: the snapshot needs the first run's only
     with stage("snapshot"):
         snapshots = _component_snapshots(context, session)
         # Each step lets go of what the next one holds: the live instance's memories are in
@@ -237,15 +245,29 @@ def _component_snapshots(context: ComponentContext, session: Session) -> list[Sn
     return snapshots
 
 
-def _check_determinism(context: ModuleContext, first: InstanceState, second: InstanceState) -> None:
-    from .module.determinism import describe, differences
+def _check_determinism(found: list[str], options: WizenOptions) -> None:
+    """Fail, naming the first of the `found` differences between two init runs' states."""
+    from .module.determinism import describe
 
-    found = differences(context, first, second)
     if found:
         raise InitError(
             f"init is not deterministic: two runs differ in {describe(found)}"
-            + ("" if context.options.reproducible else f" (try {option('reproducible')})")
+            + ("" if options.reproducible else f" (try {option('reproducible')})")
         )
+
+
+def _component_differences(context: ComponentContext, first: Session, second: Session) -> list[str]:
+    """What differs between two init runs of a component, module by module."""
+    from .engine.component import AccessorState
+    from .module.determinism import differences
+
+    return [
+        f"{found} of {access.where}"
+        for access in context.modules
+        for found in differences(
+            access.context, AccessorState(first, access), AccessorState(second, access)
+        )
+    ]
 
 
 class _StageReporter:

@@ -480,6 +480,17 @@ def test_a_component_init_that_reads_the_build_machine_is_reported() -> None:
     assert "read the clock once and asked for random bytes 3 times" in warning
 
 
+def test_check_determinism_runs_a_components_init_twice() -> None:
+    wasm = component_of(CLOCK_AND_RANDOM)
+    with pytest.raises(InitError, match=r"not deterministic: two runs differ in .*global 0 of "):
+        wizen(wasm, WizenOptions(allow_wasi=True, cache=False, check_determinism=True))
+    options = WizenOptions(allow_wasi=True, cache=False, reproducible=True)
+    lines: list[str] = []
+    out = wizen(wasm, options._replace(check_determinism=True), report=lines.append)
+    assert any(line.startswith("determinism check:") for line in lines)
+    assert out == wizen(wasm, options)
+
+
 @pytest.mark.parametrize(
     ("wat", "message"),
     [
