@@ -60,6 +60,11 @@ class ComponentRuntime:
                 "unknown imports as default values (-W unknown-imports-default) work for core "
                 "modules only; wasmtime has no such stubs for components"
             )
+        if options.compiler == "winch":
+            raise ConfigError(
+                f"Winch cannot compile components ({option('compiler')} winch); components "
+                "run init on Cranelift's code: use auto or cranelift"
+            )
         if options.wasi_cwd is not None:
             raise ConfigError(
                 "a component's initial working directory (-S cwd) cannot be set through "
