@@ -146,7 +146,8 @@ class ComponentRuntime:
         linker.allow_shadowing = True
         with linker.root() as root:
             for name, item in component.type.imports(self.engine).items():
-                funcs = table.get(name.split("@", 1)[0])
+                interface, _, version = name.partition("@")
+                funcs = table.get(interface) if version.startswith("0.2.") else None
                 ty = component_item_type(item)
                 if funcs is None or not isinstance(ty, wc.ComponentInstanceType):
                     continue
@@ -183,7 +184,7 @@ class ComponentRuntime:
 
 def _wasip2_host(host: WasiHost) -> dict[str, dict[str, Callable[..., Any]]]:
     """WASI preview 2's random and wall-clock functions on `host`, by interface (any 0.2.x:
-    their functions have not changed) and function name."""
+    their functions have not changed; 0.3's are another API) and function name."""
 
     def random_bytes(_: Any, length: int) -> bytes:
         return host.random(length)
