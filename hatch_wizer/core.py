@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .component.instrument import ComponentContext
     from .engine.component import Session
     from .engine.precompile import Precompiled
+    from .engine.wasi import WasiHost
     from .module.instrumentation import ModuleContext
     from .module.state import InstanceState, Snapshot
 
@@ -174,9 +175,7 @@ def _wizen(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
         state = runtime.initialize(context, compiled)
     if runtime.compiler != compiler:
         stage.say(f"init ran again on {runtime.compiler}'s code, ready before init ended")
-    calls = state.wasi.calls.warning() if state.wasi and not options.reproducible else None
-    if calls:
-        stage.say(calls)
+    _warn_if_init_read_the_machine(stage, options, state.wasi)
     if options.check_determinism:
         with stage("determinism check"):
             from .module.determinism import differences
@@ -207,9 +206,7 @@ def _wizen_component(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes
         session = runtime.initialize(context, compiled)
     if session.results is not None:
         stage.say(f"init returned {format_value(session.results)}")
-    calls = session.wasi.calls.warning() if session.wasi and not options.reproducible else None
-    if calls:
-        stage.say(calls)
+    _warn_if_init_read_the_machine(stage, options, session.wasi)
     if options.check_determinism:
         with stage("determinism check"):
             again = runtime.initialize(context, compiled)
@@ -243,6 +240,16 @@ def _component_snapshots(context: ComponentContext, session: Session) -> list[Sn
         state.check_table_writes()
         snapshots.append(take_snapshot(access.context, state))
     return snapshots
+
+
+def _warn_if_init_read_the_machine(
+    stage: Stages, options: WizenOptions, wasi: WasiHost | None
+) -> None:
+    """Outside reproducible mode, one line when init read the build machine's clock or
+    entropy (through WASI), which its snapshot then depends on."""
+    warning = wasi.calls.warning() if wasi and not options.reproducible else None
+    if warning:
+        stage.say(warning)
 
 
 def _check_determinism(found: list[str], options: WizenOptions) -> None:
