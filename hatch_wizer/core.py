@@ -180,8 +180,8 @@ def _wizen(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes:
         with stage("determinism check"):
             from .module.determinism import differences
 
-            again = runtime.initialize(context, compiled)
-            _check_determinism(differences(context, state, again), options)
+            found = differences(context, state, runtime.initialize(context, compiled))
+            _check_determinism(found, options)
     with stage("snapshot"):
         out = snapshot(context, state, release_memory=True)
     with stage("check"):
@@ -209,9 +209,8 @@ def _wizen_component(wasm: bytes, options: WizenOptions, stage: Stages) -> bytes
     _warn_if_init_read_the_machine(stage, options, session.wasi)
     if options.check_determinism:
         with stage("determinism check"):
-            again = runtime.initialize(context, compiled)
-            _check_determinism(_component_differences(context, session, again), options)
-            del again  # its memories: the snapshot needs the first run's only
+            found = _component_differences(context, session, runtime.initialize(context, compiled))
+            _check_determinism(found, options)
     with stage("snapshot"):
         snapshots = _component_snapshots(context, session)
         # Each step lets go of what the next one holds: the live instance's memories are in

@@ -62,8 +62,8 @@ class ComponentRuntime:
             )
         if options.compiler == "winch":
             raise ConfigError(
-                f"Winch cannot compile components ({option('compiler')} winch); components "
-                "run init on Cranelift's code: use auto or cranelift"
+                f"Winch cannot compile components: set {option('compiler')} to auto or "
+                "cranelift (a component's init runs on Cranelift's code)"
             )
         if options.wasi_cwd is not None:
             raise ConfigError(
